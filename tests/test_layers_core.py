@@ -1,0 +1,146 @@
+"""Dense and Convolutional: float64 finite-difference checks and placement rules."""
+
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn.backend import dtype_name, placement_of
+
+
+def _check(layer, x):
+    before = {
+        k: v.copy() for k, v in ((k, np.array(xpcnn.to_host(v))) for k, v in layer.parameters().items())
+    }
+    x_before = np.array(xpcnn.to_host(x))
+    xpcnn.check_layer_gradients(layer, x)
+    # forward and backward never mutate their inputs or the parameters (without a learning rate)
+    np.testing.assert_array_equal(xpcnn.to_host(x), x_before)
+    for k, v in layer.parameters().items():
+        np.testing.assert_array_equal(xpcnn.to_host(v), before[k])
+    for name, g in layer.gradients().items():
+        p = layer.parameters()[name]
+        assert tuple(g.shape) == tuple(p.shape) and g.dtype == p.dtype and placement_of(g) == placement_of(p)
+
+
+def test_dense_gradients(be, rng):
+    layer = xpcnn.Dense(5, 3, seed=1, dtype="float64").to(be.place)
+    layer.bias = be.asarray(rng.normal(size=3))
+    _check(layer, be.asarray(rng.normal(size=(4, 5))))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_shape=(2, 6, 5), kernel_size=3, depth=3),
+        dict(input_shape=(1, 7, 6), kernel_size=(2, 3), depth=2, bias="pixel"),
+        dict(input_shape=(3, 7, 7), kernel_size=3, depth=2, padding=1, stride=2),
+        dict(input_shape=(2, 6, 8), kernel_size=(3, 2), depth=2, padding=(2, 1), stride=(1, 3), bias="none"),
+        dict(input_shape=(2, 5, 5), kernel_size=3, depth=1, padding="same"),
+    ],
+    ids=["valid", "pixel-bias", "pad-stride", "asym", "same"],
+)
+def test_convolutional_gradients(be, rng, kwargs):
+    layer = xpcnn.Convolutional(**kwargs, seed=2, dtype="float64").to(be.place)
+    if "biases" in layer.param_names:
+        layer.biases = be.asarray(rng.normal(size=tuple(layer.biases.shape)))
+    x = be.asarray(rng.normal(size=(2, *kwargs["input_shape"])))
+    _check(layer, x)
+
+
+def test_convolutional_forward_is_eq17(rng):
+    layer = xpcnn.Convolutional((2, 5, 4), 3, 2, bias="pixel", seed=0, dtype="float64")
+    layer.biases = rng.normal(size=(2, 3, 2))
+    x = rng.normal(size=(1, 2, 5, 4))
+    y = layer.forward(x)
+    k = layer.kernels
+    for i in range(2):
+        expected = layer.biases[i] + sum(xpcnn.correlate2d(x[0, j], k[i, j], mode="valid") for j in range(2))
+        np.testing.assert_allclose(y[0, i], expected, rtol=1e-12)
+
+
+def test_outputs_keep_namespace_device_dtype(be, rng):
+    for dtype in ("float32", "float64"):
+        conv = xpcnn.Convolutional((1, 6, 6), 3, 2, seed=0, dtype=dtype).to(be.place)
+        x = be.asarray(rng.normal(size=(3, 1, 6, 6)), dtype)
+        y = conv.forward(x)
+        assert dtype_name(y.dtype) == dtype and placement_of(y) == be.place
+        dx = conv.backward(be.asarray(np.ones((3, 2, 4, 4)), dtype))
+        assert dtype_name(dx.dtype) == dtype and placement_of(dx) == be.place
+
+
+def test_same_seed_same_weights_everywhere(be):
+    a = xpcnn.Dense(4, 3, seed=7)
+    b = xpcnn.Dense(4, 3, seed=7).to(be.place)
+    np.testing.assert_array_equal(xpcnn.to_host(a.weights), xpcnn.to_host(b.weights))
+    assert dtype_name(b.weights.dtype) == "float32"
+
+
+def test_backward_with_learning_rate_is_gradient_descent(rng):
+    layer = xpcnn.Dense(3, 2, seed=0, dtype="float64")
+    w0 = np.array(layer.weights)
+    x = rng.normal(size=(4, 3))
+    layer.forward(x)
+    g = rng.normal(size=(4, 2))
+    layer.backward(g, learning_rate=0.1)
+    np.testing.assert_allclose(layer.weights, w0 - 0.1 * g.T @ x, rtol=1e-12)
+    with pytest.raises(ValueError, match="Received learning_rate=-1"):
+        layer.backward(g, learning_rate=-1)
+
+
+def test_empty_batch_and_noncontiguous(be, rng):
+    conv = xpcnn.Convolutional((2, 5, 5), 3, 3, seed=0, dtype="float64").to(be.place)
+    y = conv.forward(be.asarray(np.zeros((0, 2, 5, 5))))
+    assert tuple(y.shape) == (0, 3, 3, 3)
+    dense = xpcnn.Dense(4, 2, seed=0, dtype="float64").to(be.place)
+    x = rng.normal(size=(4, 3))
+    xt = be.xp.matrix_transpose(be.asarray(x))  # a transposed (non-contiguous) view
+    np.testing.assert_allclose(
+        be.to_host(dense.forward(xt)), x.T @ xpcnn.to_host(dense.weights).T, rtol=1e-12
+    )
+
+
+class TestBadInput:
+    def test_dense(self, be):
+        layer = xpcnn.Dense(4, 2, dtype="float64").to(be.place)
+        with pytest.raises(RuntimeError, match=r"Dense: backward\(\) was called before forward\(\)"):
+            layer.backward(be.asarray(np.ones((1, 2))))
+        with pytest.raises(ValueError, match="rank 2.*Did you forget a Reshape or Flatten"):
+            layer.forward(be.asarray(np.ones((1, 2, 2))))
+        with pytest.raises(ValueError, match="expected 4 input features, received 3"):
+            layer.forward(be.asarray(np.ones((1, 3))))
+        with pytest.raises(TypeError, match="floating dtype.*received dtype int64.*Hint: convert and scale"):
+            layer.forward(be.asarray(np.ones((1, 4), dtype=np.int64), dtype="int64"))
+        with pytest.raises(TypeError, match="has dtype float32 but the parameters are float64"):
+            layer.forward(be.asarray(np.ones((1, 4)), dtype="float32"))
+        with pytest.raises(TypeError, match="expected the input to be an array, received list"):
+            layer.forward([[1.0, 2.0, 3.0, 4.0]])
+        with pytest.raises(ValueError, match="Received output_size=0"):
+            xpcnn.Dense(3, 0)
+
+    def test_numpy_into_other_device(self, be):
+        if be.name == "numpy":
+            pytest.skip("needs a second placement")
+        layer = xpcnn.Dense(4, 2, dtype="float64").to(be.place)
+        with pytest.raises(ValueError, match=r"the input is on cpu but the parameters are on"):
+            layer.forward(np.ones((1, 4)))
+
+    def test_convolutional(self, be):
+        conv = xpcnn.Convolutional((3, 6, 6), 3, 2, dtype="float64").to(be.place)
+        with pytest.raises(ValueError, match="expected input of rank 4"):
+            conv.forward(be.asarray(np.ones((3, 6, 6))))
+        with pytest.raises(ValueError, match="looks channels-last"):
+            conv.forward(be.asarray(np.ones((2, 6, 6, 3))))
+        with pytest.raises(
+            ValueError, match=r"expected input of shape \(n, 3, 6, 6\), received \(2, 1, 6, 6\)"
+        ):
+            conv.forward(be.asarray(np.ones((2, 1, 6, 6))))
+        with pytest.raises(ValueError, match="kernel height 7 is larger than the padded input height 6"):
+            xpcnn.Convolutional((3, 6, 6), 7, 2)
+        with pytest.raises(ValueError, match="Received depth=0"):
+            xpcnn.Convolutional((3, 6, 6), 3, 0)
+        with pytest.raises(ValueError, match="strictly positive integers for stride"):
+            xpcnn.Convolutional((3, 6, 6), 3, 2, stride=0)
+        with pytest.raises(ValueError, match="non-negative integers for padding"):
+            xpcnn.Convolutional((3, 6, 6), 3, 2, padding=-1)
+        with pytest.raises(ValueError, match="strictly positive integers for kernel_size"):
+            xpcnn.Convolutional((3, 6, 6), 0, 2)

@@ -1,0 +1,261 @@
+"""The one module that knows NumPy and CuPy by name.
+
+Everything else in xpcnn works with ``xp``, the Python Array API namespace of its
+inputs (through array-api-compat), and with :class:`Placement`, a namespace and a
+device together: "where an array lives".
+
+Facts kept here so that no layer has to know them:
+
+* ``device="cpu"`` is NumPy (through ``array_api_compat.numpy``), ``device="cuda"`` is
+  CuPy (imported lazily: a CPU-only install never touches it).
+* CuPy's creation functions ignore ``device=``; only a ``cupy.cuda.Device`` context
+  places them.  ``to_device(x, "cpu")`` changes the namespace.  Host -> device copies
+  therefore go through :meth:`Placement.asarray`, device -> host through :func:`to_host`.
+* array_api_strict refuses ``numpy.asarray`` on a non-CPU device; it is copied to its
+  CPU device first.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import array_api_compat.numpy as xp_numpy
+import numpy as np
+
+__all__ = [
+    "Placement",
+    "array_namespace",
+    "check_array",
+    "cuda_available",
+    "is_cupy",
+    "placement",
+    "placement_of",
+    "to_host",
+]
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def array_namespace(*arrays: Any):
+    """The Array API namespace of ``arrays`` (they must share one)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device(x):
+    """The device of an array (``array_api_compat.device``)."""
+    return array_api_compat.device(x)
+
+
+def is_cupy(xp) -> bool:
+    """True when ``xp`` is CuPy's namespace (the CUDA kernels apply)."""
+    return array_api_compat.is_cupy_namespace(xp)
+
+
+def is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+
+
+@functools.cache
+def _cupy():
+    try:
+        import cupy
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            'device="cuda" needs CuPy, which is not installed. Install it with '
+            "`pip install xpcnn[cuda13]` (CUDA 13) or `pip install xpcnn[cuda12]` (CUDA 12), "
+            'or use device="cpu".'
+        ) from exc
+    return cupy
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA GPU."""
+    try:
+        cupy = _cupy()
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where arrays live: an Array API namespace ``xp`` and a ``device`` of it.
+
+    ``name`` is ``"cpu"`` for NumPy, ``"cuda:<id>"`` for CuPy, else the device's repr.
+    """
+
+    xp: Any
+    device: Any
+    name: str
+
+    def __repr__(self) -> str:
+        return f"Placement({self.name!r})"
+
+    @classmethod
+    def of(cls, xp, device) -> Placement:
+        """The placement for namespace ``xp`` and one of its devices."""
+        return cls(xp, device, _device_name(xp, device))
+
+    @property
+    def is_cuda(self) -> bool:
+        return is_cupy(self.xp)
+
+    def dtype(self, name: str):
+        """The namespace's dtype object for ``"float32"`` / ``"float64"`` (or any name)."""
+        return getattr(self.xp, str(name))
+
+    def asarray(self, host, dtype: str | None = None):
+        """Copy a host (NumPy) array to this placement, optionally casting on the host first."""
+        host = np.asarray(host)
+        if dtype is not None:
+            host = host.astype(str(dtype), copy=False)
+        if self.is_cuda:
+            cupy = _cupy()
+            with cupy.cuda.Device(self.device.id):
+                return self.xp.asarray(cupy.asarray(host))
+        return self.xp.asarray(host, device=self.device)
+
+    def zeros(self, shape, dtype: str):
+        if self.is_cuda:
+            cupy = _cupy()
+            with cupy.cuda.Device(self.device.id):
+                return self.xp.zeros(shape, dtype=self.dtype(dtype))
+        return self.xp.zeros(shape, dtype=self.dtype(dtype), device=self.device)
+
+    def holds(self, x) -> bool:
+        """True when ``x`` lives in this namespace and on this device."""
+        try:
+            return placement_of(x) == self
+        except TypeError:
+            return False
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Placement):
+            return NotImplemented
+        return self.name == other.name and _same_namespace(self.xp, other.xp)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def _same_namespace(a, b) -> bool:
+    return getattr(a, "__name__", a) == getattr(b, "__name__", b)
+
+
+def _device_name(xp, dev) -> str:
+    if array_api_compat.is_numpy_namespace(xp):
+        return "cpu"
+    if is_cupy(xp):
+        return f"cuda:{dev.id}"
+    if array_api_compat.is_torch_namespace(xp):
+        return f"torch:{dev}"
+    return f"{getattr(xp, '__name__', 'xp')}:{dev!r}"
+
+
+def placement_of(x) -> Placement:
+    """The :class:`Placement` of an array (raises ``TypeError`` for a non-array)."""
+    if not is_array(x):
+        raise TypeError(f"expected an array, received {type(x).__name__}")
+    xp = array_namespace(x)
+    dev = array_api_compat.device(x)
+    return Placement.of(xp, dev)
+
+
+def placement(spec) -> Placement:
+    """Resolve a device switch: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a Placement, or an array
+    (whose placement is taken)."""
+    if isinstance(spec, Placement):
+        return spec
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key == "cpu":
+            return Placement(xp_numpy, "cpu", "cpu")
+        if key == "cuda" or key.startswith("cuda:"):
+            index = 0
+            if ":" in key:
+                try:
+                    index = int(key.split(":", 1)[1])
+                except ValueError:
+                    raise ValueError(
+                        f'device must be "cpu", "cuda" or "cuda:<n>"; received {spec!r}'
+                    ) from None
+            cupy = _cupy()
+            count = 0
+            try:
+                count = cupy.cuda.runtime.getDeviceCount()
+            except Exception:
+                count = 0
+            if count == 0:
+                raise RuntimeError(
+                    'device="cuda" was requested but CuPy sees no CUDA GPU (no driver or no device). '
+                    'Use device="cpu", or run on a machine with an NVIDIA GPU.'
+                )
+            if not 0 <= index < count:
+                raise ValueError(f"device {spec!r}: only {count} CUDA device(s) are visible")
+            import array_api_compat.cupy as xp_cupy
+
+            dev = cupy.cuda.Device(index)
+            return Placement(xp_cupy, dev, f"cuda:{index}")
+        raise ValueError(f'device must be "cpu", "cuda" or "cuda:<n>"; received {spec!r}')
+    if is_array(spec):
+        return placement_of(spec)
+    raise TypeError(f'device must be "cpu", "cuda" or a Placement; received {type(spec).__name__}')
+
+
+def to_host(x) -> np.ndarray:
+    """Copy any supported array to a NumPy array on the host (a copy when it lives elsewhere)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if not is_array(x):
+        return np.asarray(x)
+    xp = array_namespace(x)
+    if is_cupy(xp):
+        return x.get()
+    if array_api_compat.is_torch_namespace(xp):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.from_dlpack(x)
+
+
+def dtype_name(dtype) -> str:
+    """``"float32"`` for any namespace's float32 dtype object, and so on."""
+    text = str(dtype)
+    for prefix in ("array_api_strict.", "torch.", "dtype(", "<class 'numpy."):
+        text = text.replace(prefix, "")
+    return text.strip("')>\"")
+
+
+def check_array(x, argument: str, where: str, expected: Placement | None = None, dtype: str | None = None):
+    """Validate a layer or loss input and return its namespace.
+
+    Raises ``TypeError`` for a non-array, a non-floating dtype (with a hint) or a dtype that
+    differs from ``dtype``; ``ValueError`` when ``x`` lives elsewhere than ``expected``.
+    """
+    if not is_array(x):
+        raise TypeError(f"{where}: expected {argument} to be an array, received {type(x).__name__}.")
+    xp = array_namespace(x)
+    received = dtype_name(x.dtype)
+    if received not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{where}: expected {argument} with a floating dtype (float32 or float64), received "
+            f"dtype {received}. Hint: convert and scale the data first, e.g. x.astype('float32') / 255."
+        )
+    if expected is not None:
+        got = placement_of(x)
+        if got != expected:
+            raise ValueError(
+                f"{where}: {argument} is on {got.name} but the parameters are on {expected.name}. "
+                f"Move the model with .to(...) or the data to {expected.name} before calling it."
+            )
+    if dtype is not None and received != dtype:
+        raise TypeError(
+            f"{where}: {argument} has dtype {received} but the parameters are {dtype}; xpcnn never "
+            f"casts silently. Convert the data with astype or the model with .to(dtype={received!r})."
+        )
+    return xp

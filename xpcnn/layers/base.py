@@ -1,0 +1,156 @@
+"""The Layer base class (notes section 2.1).
+
+A layer is a function with a ``forward`` pass ``Y = layer(X)`` and a ``backward`` pass
+that, given ``dE/dY``, returns ``dE/dX`` (eq. 5) and stores ``dE/dW`` for each trainable
+parameter ``W`` (eq. 4).  All arrays are batched along axis 0.
+
+Parameters are created on the host from a seeded ``numpy.random.Generator`` (through
+:mod:`xpcnn.init`), so one seed gives one model on every backend, and are moved with
+:meth:`Layer.to`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+
+REGISTRY: dict[str, type[Layer]] = {}
+
+
+def register(cls):
+    """Add a layer class to the fixed registry used by checkpoints (no code from files)."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Layer:
+    """Base class: parameter bookkeeping, placement, input checks and the gradient step.
+
+    Subclasses set ``param_names`` and implement ``forward``, ``_backward`` (returning
+    ``dE/dX`` and filling ``self.grads``), ``config`` and, where the shape changes,
+    ``output_shape``.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self, *, dtype: str = "float32"):
+        dtype = backend.dtype_name(dtype)
+        if dtype not in backend.FLOAT_DTYPES:
+            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        self.dtype = dtype
+        self.placement = backend.placement("cpu")
+        self.grads: dict = {}
+        self.index: int | None = None  # set by Sequential, used in error messages
+        self._input = None
+
+    # ----------------------------------------------------------------- naming
+    @property
+    def label(self) -> str:
+        """``"layer 2 (Dense)"`` inside a model, ``"Dense"`` alone: the prefix of every error."""
+        name = type(self).__name__
+        return name if self.index is None else f"layer {self.index} ({name})"
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON-serialisable) that rebuild this layer."""
+        return {}
+
+    # ------------------------------------------------------------- parameters
+    def parameters(self) -> dict:
+        """Trainable parameters, name -> array (the arrays themselves, not copies)."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    def gradients(self) -> dict:
+        """``dE/dW`` per parameter from the last ``backward``, name -> array."""
+        return dict(self.grads)
+
+    def set_parameters(self, values: dict) -> None:
+        """Replace parameters by arrays of the same shapes (host arrays are copied to the layer)."""
+        current = self.parameters()
+        unknown = set(values) - set(current)
+        if unknown:
+            raise KeyError(f"{self.label}: unknown parameter(s) {sorted(unknown)}; it has {sorted(current)}.")
+        for name, value in values.items():
+            shape = tuple(current[name].shape)
+            if tuple(value.shape) != shape:
+                raise ValueError(
+                    f"{self.label}: parameter {name!r} must have shape {shape}, received {tuple(value.shape)}."
+                )
+            setattr(self, name, self.placement.asarray(backend.to_host(value), dtype=self.dtype))
+
+    def parameter_count(self) -> int:
+        return sum(math.prod(p.shape) for p in self.parameters().values())
+
+    def to(self, device=None, dtype: str | None = None):
+        """Move (and optionally cast) the parameters: ``device`` is ``"cpu"``, ``"cuda"``, a
+        :class:`~xpcnn.backend.Placement` or an array whose placement is taken.  Returns self."""
+        target = self.placement if device is None else backend.placement(device)
+        new_dtype = self.dtype if dtype is None else backend.dtype_name(dtype)
+        if new_dtype not in backend.FLOAT_DTYPES:
+            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        for name, value in self.parameters().items():
+            setattr(self, name, target.asarray(backend.to_host(value), dtype=new_dtype))
+        self.grads = {}
+        self._input = None
+        self.placement, self.dtype = target, new_dtype
+        return self
+
+    # ------------------------------------------------------------------ checks
+    def _check_input(self, x):
+        """Validate the forward input (array, floating, same placement and dtype); return xp."""
+        expected = self.placement if self.param_names else None
+        dtype = self.dtype if self.param_names else None
+        return backend.check_array(x, "the input", self.label, expected, dtype)
+
+    def _check_output_gradient(self, output_gradient, output_shape):
+        xp = backend.check_array(output_gradient, "output_gradient", self.label)
+        if tuple(output_gradient.shape) != tuple(output_shape):
+            raise ValueError(
+                f"{self.label}: expected output_gradient of shape {tuple(output_shape)} (the forward "
+                f"output), received {tuple(output_gradient.shape)}."
+            )
+        if output_gradient.dtype != self._input.dtype:
+            raise TypeError(
+                f"{self.label}: output_gradient has dtype {output_gradient.dtype}, the forward "
+                f"input had {self._input.dtype}."
+            )
+        return xp
+
+    # ------------------------------------------------------------- the passes
+    def forward(self, x):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def backward(self, output_gradient, learning_rate: float | None = None):
+        """Return ``dE/dX`` given ``dE/dY`` (eq. 5); store ``dE/dW`` in ``self.grads`` (eq. 4).
+
+        With ``learning_rate`` the plain gradient-descent step of the notes is applied:
+        ``W <- W - learning_rate * dE/dW``.
+        """
+        if self._input is None:
+            raise RuntimeError(f"{self.label}: backward() was called before forward().")
+        input_gradient = self._backward(output_gradient)
+        if learning_rate is not None:
+            if not (
+                isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0
+            ):
+                raise ValueError(
+                    f"{self.label}: Expected a strictly positive, finite learning rate. "
+                    f"Received learning_rate={learning_rate!r}."
+                )
+            for name, grad in self.grads.items():
+                setattr(self, name, getattr(self, name) - learning_rate * grad)
+        return input_gradient
+
+    def _backward(self, output_gradient):
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The per-sample output shape for a per-sample ``input_shape`` (default: unchanged)."""
+        return tuple(input_shape)

@@ -1,0 +1,154 @@
+"""The convolutional layer, notes section 3.2, batched NCHW."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init
+from ..ops import correlation
+from .base import Layer, register
+
+BIAS_MODES = ("channel", "pixel", "none")
+
+
+def _padding(value, kernel: tuple[int, int]) -> tuple[int, int]:
+    if isinstance(value, str):
+        if value == "valid":
+            return (0, 0)
+        if value == "same":
+            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+                raise ValueError(f'padding="same" needs an odd kernel size; received kernel_size={kernel}.')
+            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        if value == "full":
+            return (kernel[0] - 1, kernel[1] - 1)
+        raise ValueError(f'padding must be an int, a pair, "valid", "same" or "full"; received {value!r}.')
+    return correlation._pair(value, "padding", 0)
+
+
+@register
+class Convolutional(Layer):
+    """``Y_i = B_i + sum_j X_j * K_ij`` for every output channel ``i`` (eq. 17).
+
+    Notation: ``X (n, c_I, h_I, w_I)``, ``K (c_O, c_I, h_K, w_K)`` with ``c_O = depth``,
+    ``Y (n, c_O, h_O, w_O)``, ``h_O = (h_I + 2 p_h - h_K) // s_h + 1`` (and likewise ``w_O``).
+
+    Backward (``*`` cross-correlation, ``*full`` full cross-correlation):
+
+    * ``dE/dK_ij = sum_n X_j * dE/dY_i`` (eq. 18),
+    * ``dE/dB_i = dE/dY_i`` (eq. 19), summed over the batch, and over the pixels for a
+      per-channel bias,
+    * ``dE/dX_j = sum_i dE/dY_i *full rot180(K_ij)``: eq. 20 with a full *convolution*; the
+      notes print the cross-correlation symbol, which the gradient check shows is wrong.
+
+    Args:
+        input_shape: ``(c_I, h_I, w_I)`` of one sample.
+        kernel_size: ``h_K`` or ``(h_K, w_K)``.
+        depth: ``c_O``, the number of kernels (output channels).
+        padding: zeros on each side: an int, a pair, ``"valid"`` (0), ``"same"`` or ``"full"``.
+        stride: an int or a pair, at least 1.
+        bias: ``"channel"`` (one per output channel, ``B (c_O,)``), ``"pixel"`` (the notes'
+            ``B_i`` with the shape of ``Y_i``, ``B (c_O, h_O, w_O)``) or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        kernel_size,
+        depth: int,
+        *,
+        padding=0,
+        stride=1,
+        bias: str = "channel",
+        seed=None,
+        dtype: str = "float32",
+    ):
+        super().__init__(dtype=dtype)
+        try:
+            c, h, w = (int(v) for v in input_shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Expected input_shape=(channels, height, width). Received input_shape={input_shape!r}."
+            ) from None
+        if min(c, h, w) <= 0:
+            raise ValueError(
+                f"Expected strictly positive sizes in input_shape. Received input_shape={input_shape!r}."
+            )
+        if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth <= 0:
+            raise ValueError(f"Expected a strictly positive integer. Received depth={depth!r}.")
+        if bias not in BIAS_MODES:
+            raise ValueError(f"Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}.")
+        self.input_shape = (c, h, w)
+        self.kernel_size = correlation._pair(kernel_size, "kernel_size", 1)
+        self.depth = int(depth)
+        self.padding = _padding(padding, self.kernel_size)
+        self.stride = correlation._pair(stride, "stride", 1)
+        self.bias_mode = bias
+        kh, kw = self.kernel_size
+        for size, k, p, name in ((h, kh, self.padding[0], "height"), (w, kw, self.padding[1], "width")):
+            if k > size + 2 * p:
+                raise ValueError(
+                    f"Convolutional: kernel {name} {k} is larger than the padded input {name} {size + 2 * p} "
+                    f"(input {size}, padding {p})."
+                )
+        self.output_hw = tuple(
+            correlation.conv_output_size(s, k, st, p)
+            for s, k, st, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=False)
+        )
+        self.param_names = ("kernels",) if bias == "none" else ("kernels", "biases")
+        rng = init.rng_from(seed)
+        kshape = (self.depth, c, kh, kw)
+        k0 = init.glorot_uniform(rng, kshape, c * kh * kw, self.depth * kh * kw)
+        self.kernels = self.placement.asarray(k0, dtype=self.dtype)
+        if bias != "none":
+            bshape = (self.depth,) if bias == "channel" else (self.depth, *self.output_hw)
+            self.biases = self.placement.asarray(np.zeros(bshape), dtype=self.dtype)
+
+    def config(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "kernel_size": list(self.kernel_size),
+            "depth": self.depth,
+            "padding": list(self.padding),
+            "stride": list(self.stride),
+            "bias": self.bias_mode,
+            "dtype": self.dtype,
+        }
+
+    def output_shape(self, input_shape=None):
+        return (self.depth, *self.output_hw)
+
+    def forward(self, x):
+        xp = self._check_input(x)
+        if x.ndim != 4:
+            raise ValueError(
+                f"{self.label}: expected input of rank 4 (batch, channels, height, width) = "
+                f"(n, {', '.join(map(str, self.input_shape))}), received shape {tuple(x.shape)}."
+            )
+        if tuple(x.shape[1:]) != self.input_shape:
+            hint = ""
+            if x.shape[-1] == self.input_shape[0] and tuple(x.shape[1:3]) == self.input_shape[1:]:
+                hint = " The data looks channels-last (NHWC): transpose it to NCHW with permute_dims(x, (0, 3, 1, 2))."
+            raise ValueError(
+                f"{self.label}: expected input of shape (n, {', '.join(map(str, self.input_shape))}), "
+                f"received {tuple(x.shape)}.{hint}"
+            )
+        self._input = x
+        y = correlation.conv2d_forward(x, self.kernels, stride=self.stride, padding=self.padding)
+        if self.bias_mode == "channel":
+            return y + xp.reshape(self.biases, (self.depth, 1, 1))
+        if self.bias_mode == "pixel":
+            return y + self.biases
+        return y
+
+    def _backward(self, output_gradient):
+        x = self._input
+        xp = self._check_output_gradient(output_gradient, (x.shape[0], self.depth, *self.output_hw))
+        dx, dk = correlation.conv2d_backward(
+            x, self.kernels, output_gradient, stride=self.stride, padding=self.padding
+        )
+        self.grads = {"kernels": dk}  # eq. 18
+        if self.bias_mode == "channel":
+            self.grads["biases"] = xp.sum(output_gradient, axis=(0, 2, 3))  # eq. 19
+        elif self.bias_mode == "pixel":
+            self.grads["biases"] = xp.sum(output_gradient, axis=0)  # eq. 19
+        return dx  # eq. 20

@@ -1,0 +1,167 @@
+"""Cross-correlation and convolution (notes section 3.1, eq. 14-16) and the batched NCHW
+primitive behind the convolutional layer (eq. 17-20).
+
+Notation (as in Chainer's ``convolution_2d``):
+
+* ``n`` batch size, ``c_I`` input channels, ``c_O`` output channels,
+* ``h_I, w_I`` input height and width, ``h_K, w_K`` kernel height and width,
+* ``s`` stride, ``p`` zero padding on each side (per axis),
+* ``h_O = (h_I + 2 p_h - h_K) // s_h + 1`` and ``w_O = (w_I + 2 p_w - w_K) // s_w + 1``.
+
+Each public function validates its input, then delegates: to the CUDA RawKernels when the
+arrays are CuPy arrays, otherwise to the generic Array API formulation in
+:mod:`xpcnn.ops._flat_shift`.  Both compute exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from . import _flat_shift
+
+__all__ = ["conv2d_backward", "conv2d_forward", "conv_output_size", "convolve2d", "correlate2d"]
+
+
+def _pair(value, argument: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{argument} must be an int or a pair of ints; received {value!r}") from None
+    for v in (a, b):
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            rule = "strictly positive" if minimum > 0 else "non-negative"
+            raise ValueError(f"Expected {rule} integers for {argument}. Received {argument}={value!r}.")
+    return int(a), int(b)
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """``(size + 2 padding - kernel) // stride + 1``: the output length along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_nchw(x, k, stride, padding, where: str):
+    for name, a in (("x", x), ("kernel", k)):
+        if not backend.is_array(a):
+            raise TypeError(f"{where}: expected {name} to be an array, received {type(a).__name__}.")
+    xp = backend.array_namespace(x, k)
+    if x.ndim != 4:
+        raise ValueError(
+            f"{where}: expected x of rank 4 (n, c_I, h_I, w_I), received shape {tuple(x.shape)}."
+        )
+    if k.ndim != 4:
+        raise ValueError(
+            f"{where}: expected kernel of rank 4 (c_O, c_I, h_K, w_K), received shape {tuple(k.shape)}."
+        )
+    if x.shape[1] != k.shape[1]:
+        raise ValueError(
+            f"{where}: x has {x.shape[1]} channels but the kernel expects {k.shape[1]} "
+            f"(x shape {tuple(x.shape)}, kernel shape {tuple(k.shape)})."
+        )
+    if x.dtype != k.dtype:
+        raise TypeError(f"{where}: x has dtype {x.dtype} but the kernel has dtype {k.dtype}.")
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    for axis, name in ((2, "height"), (3, "width")):
+        padded = x.shape[axis] + 2 * padding[axis - 2]
+        if k.shape[axis] > padded:
+            raise ValueError(
+                f"{where}: kernel {name} {k.shape[axis]} is larger than the padded input {name} "
+                f"{padded} (input {x.shape[axis]}, padding {padding[axis - 2]})."
+            )
+    return xp, stride, padding
+
+
+def _use_cuda(xp) -> bool:
+    return backend.is_cupy(xp)
+
+
+def conv2d_forward(x, k, *, stride=1, padding=0):
+    """Batched multi-channel cross-correlation, the sum of eq. 17 without its bias.
+
+    ``Y[n, i] = sum_j Xpad[n, j] * K[i, j]`` (``*`` the valid cross-correlation, strided).
+
+    Args:
+        x: input, shape ``(n, c_I, h_I, w_I)``.
+        k: kernels, shape ``(c_O, c_I, h_K, w_K)``, same namespace, device and dtype as ``x``.
+        stride: ``s`` or ``(s_h, s_w)``, at least 1.
+        padding: ``p`` or ``(p_h, p_w)``, zeros added on each side, at least 0.
+
+    Returns:
+        ``Y`` of shape ``(n, c_O, h_O, w_O)`` in the namespace, device and dtype of ``x``.
+    """
+    xp, stride, padding = _check_nchw(x, k, stride, padding, "conv2d_forward")
+    if _use_cuda(xp):
+        from . import cuda
+
+        return cuda.conv2d_forward(x, k, stride=stride, padding=padding)
+    return _flat_shift.forward(xp, x, k, stride, padding)
+
+
+def conv2d_backward(x, k, dy, *, stride=1, padding=0, input_gradient: bool = True):
+    """The two backward products of the convolutional layer.
+
+    * ``dK[i, j] = sum_n Xpad[n, j] * dY[n, i]`` (eq. 18, valid cross-correlation),
+    * ``dX[n, j] = sum_i dY[n, i] *full rot180(K[i, j])`` (eq. 20 as the *full convolution*;
+      the notes print the cross-correlation symbol, the finite-difference tests decide).
+
+    Args:
+        x: the forward input, ``(n, c_I, h_I, w_I)``.
+        k: the kernels, ``(c_O, c_I, h_K, w_K)``.
+        dy: ``dE/dY``, ``(n, c_O, h_O, w_O)``.
+        input_gradient: when False, ``dX`` is not computed and ``None`` is returned for it.
+
+    Returns:
+        ``(dX, dK)`` with the shapes of ``x`` and ``k``.
+    """
+    xp, stride, padding = _check_nchw(x, k, stride, padding, "conv2d_backward")
+    expected = (
+        x.shape[0],
+        k.shape[0],
+        conv_output_size(x.shape[2], k.shape[2], stride[0], padding[0]),
+        conv_output_size(x.shape[3], k.shape[3], stride[1], padding[1]),
+    )
+    if not backend.is_array(dy) or tuple(dy.shape) != expected:
+        got = tuple(dy.shape) if backend.is_array(dy) else type(dy).__name__
+        raise ValueError(f"conv2d_backward: expected dy of shape {expected}, received {got}.")
+    if dy.dtype != x.dtype:
+        raise TypeError(f"conv2d_backward: dy has dtype {dy.dtype} but x has dtype {x.dtype}.")
+    if _use_cuda(xp):
+        from . import cuda
+
+        return cuda.conv2d_backward(x, k, dy, stride=stride, padding=padding, input_gradient=input_gradient)
+    return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
+
+
+def _check_2d(x, k, mode: str, where: str):
+    for name, a in (("input", x), ("kernel", k)):
+        if not backend.is_array(a):
+            raise TypeError(f"{where}: expected {name} to be an array, received {type(a).__name__}.")
+        if a.ndim != 2:
+            raise ValueError(f"{where}: expected a 2-D {name}, received shape {tuple(a.shape)}.")
+    if mode not in ("valid", "full"):
+        raise ValueError(f'{where}: mode must be "valid" or "full"; received mode={mode!r}.')
+    if mode == "valid" and (k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]):
+        raise ValueError(
+            f"{where}: in valid mode the kernel {tuple(k.shape)} must fit inside the input {tuple(x.shape)}."
+        )
+    return backend.array_namespace(x, k)
+
+
+def correlate2d(x, k, mode: str = "valid"):
+    """2-D cross-correlation ``x * k`` (notes eq. 14 and 16).
+
+    ``valid``: the kernel slides only where it fully overlaps the input, output
+    ``(h_I - h_K + 1, w_I - w_K + 1)``.  ``full``: wherever it overlaps at all, output
+    ``(h_I + h_K - 1, w_I + w_K - 1)`` (zero padding ``h_K - 1``, ``w_K - 1``).
+    """
+    xp = _check_2d(x, k, mode, "correlate2d")
+    padding = (0, 0) if mode == "valid" else (k.shape[0] - 1, k.shape[1] - 1)
+    y = conv2d_forward(x[None, None, ...], k[None, None, ...], padding=padding)
+    return xp.reshape(y, y.shape[2:])
+
+
+def convolve2d(x, k, mode: str = "valid"):
+    """2-D convolution: cross-correlation with the kernel rotated by 180 degrees (eq. 15)."""
+    xp = _check_2d(x, k, mode, "convolve2d")
+    return correlate2d(x, xp.flip(k, axis=(0, 1)), mode)
