@@ -1,7 +1,39 @@
 """Layers: each with ``forward(x)`` and ``backward(output_gradient, learning_rate=None)``."""
 
+from .activation import (
+    Activation,
+    Gaussian,
+    Heaviside,
+    InverseMultiquadratic,
+    Linear,
+    Logistic,
+    Multiquadratic,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .base import REGISTRY, Layer, register
 from .convolutional import Convolutional
 from .dense import Dense
+from .pooling import AvgPool2D, MaxPool2D
+from .reshape import Flatten, Reshape
 
 __all__ = ["REGISTRY", "Convolutional", "Dense", "Layer", "register"]
+__all__ += [
+    "Activation",
+    "AvgPool2D",
+    "Flatten",
+    "Gaussian",
+    "Heaviside",
+    "InverseMultiquadratic",
+    "Linear",
+    "Logistic",
+    "MaxPool2D",
+    "Multiquadratic",
+    "ReLU",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]

@@ -1,0 +1,98 @@
+"""Gradient descent on any differentiable function (notes section 1.3, eq. 1).
+
+``a_{n+1} = a_n - gamma grad F(a_n)``: for a small enough learning rate ``gamma > 0``,
+``F(a_0) >= F(a_1) >= ... >= F(a_n)`` (eq. 1).  For a quadratic whose Hessian has largest
+eigenvalue ``L`` this holds for ``0 < gamma < 2 / L``; beyond it the iterates diverge.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+from . import backend
+
+__all__ = ["DescentPath", "gradient_descent"]
+
+
+@dataclass
+class DescentPath:
+    """The iterates ``points = [a_0, ..., a_n]`` and ``values = [F(a_0), ..., F(a_n)]``."""
+
+    points: list = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def x(self):
+        """The last point ``a_n``."""
+        return self.points[-1]
+
+    @property
+    def value(self) -> float:
+        """``F(a_n)``."""
+        return self.values[-1]
+
+    def is_decreasing(self) -> bool:
+        """True when ``F(a_0) >= F(a_1) >= ... >= F(a_n)`` (eq. 1)."""
+        return all(b <= a for a, b in zip(self.values[:-1], self.values[1:], strict=True))
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __repr__(self) -> str:
+        return f"DescentPath(steps={len(self.points) - 1}, F: {self.values[0]:.6g} -> {self.values[-1]:.6g})"
+
+
+def gradient_descent(f, grad, x0, learning_rate: float, steps: int) -> DescentPath:
+    """Run ``steps`` iterations of eq. 1 from ``x0``.
+
+    Args:
+        f: ``F``, returning a real scalar (a Python number or a 0-d array).
+        grad: ``grad F``, returning an array of ``x0``'s shape (or a number for a number ``x0``).
+        x0: the start point: a real number or an array in any namespace; iterates stay there.
+        learning_rate: ``gamma``, finite and strictly positive.
+        steps: the number of updates, an integer >= 0.
+
+    Returns:
+        A :class:`DescentPath` with ``steps + 1`` points and their ``F`` values.  It stops early
+        only if ``F`` becomes NaN or infinite (divergence), with that value as the last one.
+    """
+    for name, fn in (("f", f), ("grad", grad)):
+        if not callable(fn):
+            raise TypeError(f"gradient_descent: expected {name} to be callable. Received {name}={fn!r}.")
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, numbers.Real)
+        or not math.isfinite(learning_rate)
+        or learning_rate <= 0
+    ):
+        raise ValueError(
+            f"gradient_descent: Expected a strictly positive, finite learning rate. "
+            f"Received learning_rate={learning_rate!r}."
+        )
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"gradient_descent: Expected a non-negative integer. Received steps={steps!r}.")
+    if isinstance(x0, bool) or not (isinstance(x0, numbers.Real) or backend.is_array(x0)):
+        raise TypeError(
+            f"gradient_descent: expected x0 to be a real number or an array, received {type(x0).__name__}."
+        )
+    shape, gamma = (
+        tuple(getattr(x0, "shape", ())),
+        float(learning_rate),
+    )  # a NumPy scalar would drag x to NumPy
+    x = x0
+    path = DescentPath([x], [float(f(x))])
+    for n in range(int(steps)):
+        if not math.isfinite(path.values[-1]):
+            break
+        g = grad(x)
+        if tuple(getattr(g, "shape", ())) != shape:
+            raise ValueError(
+                f"gradient_descent: grad returned shape {tuple(getattr(g, 'shape', ()))} at step {n}, "
+                f"expected the shape of x0, {shape}."
+            )
+        x = x - gamma * g  # eq. 1
+        path.points.append(x)
+        path.values.append(float(f(x)))
+    return path

@@ -1,0 +1,159 @@
+"""Max and average pooling over NCHW, vectorised over samples and channels.
+
+Notation: ``X (n, c, h_I, w_I)``, pool ``(h_P, w_P)``, stride ``s`` (default: the pool size),
+padding ``p`` per side, ``Y (n, c, h_O, w_O)`` with ``h_O = (h_I + 2 p_h - h_P) // s_h + 1``
+(floor: rows and columns that do not fill a last window are dropped, and get zero gradient).
+
+The only Python loop is over the ``h_P * w_P`` offsets ``(i, j)`` of the window: the
+strided slice ``X[:, :, i::s_h, j::s_w]`` (cut to ``h_O x w_O``) holds that offset of every
+window at once.  Padding is at most half the pool, so every window holds a real element.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..ops import correlation
+from .base import Layer, register
+
+
+def _pair(value, argument: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``; the error quotes the value as given."""
+    pair = (value, value) if isinstance(value, int) else value
+    try:
+        a, b = pair
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{argument} must be an int or a pair of ints. Received {argument}={value!r}."
+        ) from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in (a, b)):
+        rule = "strictly positive" if minimum > 0 else "non-negative"
+        raise ValueError(f"Expected {rule} integers for {argument}. Received {argument}={value!r}.")
+    return int(a), int(b)
+
+
+class _Pool2D(Layer):
+    def __init__(self, pool_size, stride=None, padding=0):
+        super().__init__()
+        name = type(self).__name__
+        self.pool_size = _pair(pool_size, "pool_size", 1)
+        self.stride = self.pool_size if stride is None else _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        for p, k in zip(self.padding, self.pool_size, strict=True):
+            if 2 * p > k:
+                raise ValueError(
+                    f"{name}: padding must be at most half the pool size. Received padding={padding!r} "
+                    f"with pool_size={self.pool_size}."
+                )
+
+    def config(self) -> dict:
+        return {"pool_size": list(self.pool_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (c, *(correlation.conv_output_size(s, *a) for s, a in zip((h, w), self._axes(), strict=True)))
+
+    def _axes(self):
+        return tuple(zip(self.pool_size, self.stride, self.padding, strict=True))
+
+    def _windows(self, x):
+        """Validate ``x``; return ``(xp, padded x, output height, output width)``."""
+        xp = self._check_input(x)
+        if x.ndim != 4:
+            raise ValueError(
+                f"{self.label}: expected input of rank 4 (batch, channels, height, width), received shape "
+                f"{tuple(x.shape)}."
+            )
+        (ph, pw), (kh, kw) = self.padding, self.pool_size
+        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+        if kh > h or kw > w:
+            raise ValueError(
+                f"{self.label}: pool_size {self.pool_size} is larger than the padded input "
+                f"({h}, {w}) (input shape {tuple(x.shape)}, padding {self.padding})."
+            )
+        if ph or pw:
+            padded = xp.full(
+                (x.shape[0], x.shape[1], h, w), self._fill, dtype=x.dtype, device=backend.device(x)
+            )
+            padded[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]] = x
+            x = padded
+        return xp, x, (h - kh) // self.stride[0] + 1, (w - kw) // self.stride[1] + 1
+
+    def _slice(self, i, j, ho, wo):
+        sh, sw = self.stride
+        return (
+            slice(None),
+            slice(None),
+            slice(i, i + sh * (ho - 1) + 1, sh),
+            slice(j, j + sw * (wo - 1) + 1, sw),
+        )
+
+    def _offsets(self):
+        kh, kw = self.pool_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def _scatter(self, xp, parts, ho, wo):
+        """Sum the per-offset gradients ``parts[(i, j)]`` (shape ``(n, c, h_O, w_O)``) into
+        ``dE/dX`` (windows may overlap when stride < pool size), then cut the padding away."""
+        x, (ph, pw) = self._input, self.padding
+        n, c, h, w = x.shape
+        dx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype, device=backend.device(x))
+        for (i, j), part in parts:
+            key = self._slice(i, j, ho, wo)
+            dx[key] = dx[key] + part
+        return dx[:, :, ph : ph + h, pw : pw + w]
+
+
+@register
+class MaxPool2D(_Pool2D):
+    """``Y = max`` over each window; backward sends ``dE/dY`` to the window's maximum (the
+    first one in row-major window order on a tie, so exactly one element gets it).
+    Padding, if any, is ``-inf`` and never wins."""
+
+    _fill = -float("inf")
+
+    def forward(self, x):
+        xp, xpad, ho, wo = self._windows(x)
+        self._input, self._hw = x, (ho, wo)
+        best, winner = None, None
+        for k, (i, j) in enumerate(self._offsets()):
+            window = xpad[self._slice(i, j, ho, wo)]
+            if best is None:
+                best, winner = window, xp.zeros_like(window, dtype=xp.int32)
+                continue
+            better = window > best
+            best = xp.where(better, window, best)
+            winner = xp.where(better, xp.full_like(winner, k), winner)
+        self._winner = winner
+        return best if self.pool_size != (1, 1) else xp.asarray(best, copy=True)  # never a view of x
+
+    def _backward(self, output_gradient):
+        x, (ho, wo) = self._input, self._hw
+        xp = self._check_output_gradient(output_gradient, (x.shape[0], x.shape[1], ho, wo))
+        zero = xp.zeros_like(output_gradient)
+        parts = (
+            (ij, xp.where(self._winner == k, output_gradient, zero)) for k, ij in enumerate(self._offsets())
+        )
+        return self._scatter(xp, parts, ho, wo)
+
+
+@register
+class AvgPool2D(_Pool2D):
+    """``Y = mean`` over each window of ``h_P * w_P`` elements (zero padding counts as elements);
+    backward spreads ``dE/dY / (h_P w_P)`` evenly over the window."""
+
+    _fill = 0.0
+
+    def forward(self, x):
+        xp, xpad, ho, wo = self._windows(x)
+        self._input, self._hw = x, (ho, wo)
+        total = None
+        for i, j in self._offsets():
+            window = xpad[self._slice(i, j, ho, wo)]
+            total = window if total is None else total + window
+        return total / (self.pool_size[0] * self.pool_size[1])
+
+    def _backward(self, output_gradient):
+        x, (ho, wo) = self._input, self._hw
+        xp = self._check_output_gradient(output_gradient, (x.shape[0], x.shape[1], ho, wo))
+        share = output_gradient / (self.pool_size[0] * self.pool_size[1])
+        return self._scatter(xp, ((ij, share) for ij in self._offsets()), ho, wo)
