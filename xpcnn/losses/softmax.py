@@ -1,0 +1,85 @@
+"""Softmax cross-entropy from logits, on integer class labels or on probability rows."""
+
+from __future__ import annotations
+
+from .. import backend
+from .base import Loss, as_0d
+
+
+def log_softmax(xp, x):
+    """``log softmax(x)`` along axis 1 through log-sum-exp: ``x - m - log(sum exp(x - m))``
+    with ``m`` the row maximum, so no ``exp`` ever overflows (finite for finite ``x``)."""
+    shifted = x - xp.max(x, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+class SoftmaxCrossEntropy(Loss):
+    """``E = -(1/N) sum_n sum_c t_nc log softmax(x_n)_c``: the mean over the batch of each
+    sample's cross-entropy (summed over its classes).
+
+    Shapes: ``prediction`` holds logits ``x (N, C)`` (the raw outputs of the last Dense
+    layer: do not put a Softmax layer in front of this loss).  ``target`` is either
+
+    * integer class labels ``(N,)`` in ``[0, C)`` (integer dtype; out-of-range labels raise,
+      as NumPy would wrap negative ones and CuPy every one silently), or
+    * one-hot or probability rows ``(N, C)`` (any non-negative weights; cast to the
+      prediction's dtype).
+
+    Gradient: ``dE/dx_n = (softmax(x_n) sum_c t_nc - t_n) / N``, i.e.
+    ``(softmax(x_n) - t_n) / N`` for rows that sum to 1.  The log-sum-exp form keeps logits
+    of +-1000 in float32 finite and exact.
+    """
+
+    def _prepare(self, prediction, target):
+        xp = self._check_prediction(prediction)
+        if prediction.ndim != 2:
+            raise ValueError(
+                f"{self.name}: expected logits of shape (N, C), received shape {tuple(prediction.shape)}. "
+                f"Hint: add a Flatten layer, or reshape to (N, C)."
+            )
+        self._check_target(prediction, target)
+        n, c = (int(s) for s in prediction.shape)
+        if target.ndim == 1:
+            if int(target.shape[0]) != n:
+                raise ValueError(
+                    f"{self.name}: expected {n} class labels (shape ({n},)) for logits of shape "
+                    f"{(n, c)}, received target of shape {tuple(target.shape)}."
+                )
+            if not xp.isdtype(target.dtype, "integral"):
+                raise TypeError(
+                    f"{self.name}: expected integer class labels of shape ({n},), received dtype "
+                    f"{backend.dtype_name(target.dtype)}. Hint: convert them with astype(int64), or pass "
+                    f"one-hot rows of shape {(n, c)}."
+                )
+            bad = (target < 0) | (target >= c)
+            if bool(xp.any(bad)):
+                low, high = int(xp.min(target)), int(xp.max(target))
+                raise ValueError(
+                    f"{self.name}: expected class labels in [0, {c}) for {c} classes, received labels "
+                    f"from {low} to {high}."
+                )
+            labels = xp.arange(c, dtype=target.dtype, device=backend.device(target))
+            one_hot = xp.astype(target[:, None] == labels, prediction.dtype)
+            return xp, prediction, one_hot
+        if tuple(target.shape) != (n, c):
+            raise ValueError(
+                f"{self.name}: expected target of shape ({n},) (class labels) or {(n, c)} (one-hot or "
+                f"probability rows) for logits of shape {(n, c)}, received {tuple(target.shape)}."
+            )
+        return xp, prediction, self._cast_target(xp, prediction, target)
+
+    def _value(self, xp, prediction, target):
+        n = int(prediction.shape[0])
+        return -xp.sum(target * log_softmax(xp, prediction)) / n
+
+    def _gradient(self, xp, prediction, target):
+        n = int(prediction.shape[0])
+        p = xp.exp(log_softmax(xp, prediction))
+        return (p * xp.sum(target, axis=1, keepdims=True) - target) / n
+
+    def value_and_gradient(self, prediction, target):
+        xp, prediction, target = self._prepare(prediction, target)
+        n = int(prediction.shape[0])
+        logp = log_softmax(xp, prediction)
+        value = as_0d(xp, -xp.sum(target * logp) / n, prediction)
+        return value, (xp.exp(logp) * xp.sum(target, axis=1, keepdims=True) - target) / n
