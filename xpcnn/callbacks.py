@@ -1,0 +1,298 @@
+"""Callbacks: code that ``Sequential.fit`` runs at the start and end of training, of each
+epoch and of each batch.
+
+``logs`` is a dict of Python floats: after an epoch ``loss``, each metric, ``val_loss`` and
+``val_<metric>`` (with validation data) and ``learning_rate``; after a batch ``loss`` (the
+batch's value) and ``size``.  Epochs and batches are counted from 0 in the hooks.
+A callback stops training by setting ``self.model.stop_training = True``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from . import schedules
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "ReduceLROnPlateau",
+]
+
+
+class Callback:
+    """Base class: every hook does nothing.  ``self.model`` is set by ``fit`` before
+    ``on_train_begin``; ``self.params`` holds ``epochs``, ``batches`` (per epoch) and
+    ``samples``."""
+
+    model = None
+    params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None): ...
+
+    def on_train_end(self, logs=None): ...
+
+    def on_epoch_begin(self, epoch, logs=None): ...
+
+    def on_epoch_end(self, epoch, logs=None): ...
+
+    def on_batch_begin(self, batch, logs=None): ...
+
+    def on_batch_end(self, batch, logs=None): ...
+
+    def config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _monitor_value(logs, monitor: str, owner: str) -> float:
+    if monitor not in logs:
+        hint = " Pass validation_data to fit, or monitor 'loss'." if monitor.startswith("val_") else ""
+        raise ValueError(f"{owner}: monitor={monitor!r} is not among the logged values {sorted(logs)}.{hint}")
+    return float(logs[monitor])
+
+
+def _mode(mode: str, monitor: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f'Expected mode "auto", "min" or "max". Received mode={mode!r}.')
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs.  With ``restore_best=True`` the weights of the best epoch are put back at the end
+    (kept as device copies meanwhile).  ``mode``: ``"min"``, ``"max"`` or ``"auto"`` (max for
+    names containing "acc").  ``stopped_epoch`` is the epoch (from 0) training stopped after."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 0,
+        min_delta: float = 0.0,
+        restore_best: bool = False,
+        mode: str = "auto",
+    ):
+        self.monitor = monitor
+        self.patience = schedules.non_negative_int(patience, "patience")
+        self.min_delta = schedules.non_negative(min_delta, "min_delta")
+        self.restore_best = bool(restore_best)
+        self.mode = _mode(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        self.best_weights = None
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitor_value(logs or {}, self.monitor, "EarlyStopping")
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_weights = self.model.copy_parameters()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best and self.best_weights is not None:
+            self.model.restore_parameters(self.best_weights)
+
+    def config(self):
+        return {
+            "monitor": self.monitor,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "restore_best": self.restore_best,
+            "mode": self.mode,
+        }
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with ``model.save(path)`` after each epoch, or only when ``monitor``
+    improves (``save_best_only=True``).  ``path`` may hold ``{epoch}`` (counted from 1) and
+    any logged name, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.xpcnn"``.  ``saved`` lists the
+    paths written."""
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"):
+        self.path = path
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.mode = _mode(mode, monitor)
+        self.saved: list = []
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = _monitor_value(logs, self.monitor, "ModelCheckpoint")
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                return
+            self.best = value
+        path = str(self.path).format(epoch=epoch + 1, **logs) if isinstance(self.path, str) else self.path
+        self.model.save(path)
+        self.saved.append(path)
+
+    def config(self):
+        return {"path": self.path, "monitor": self.monitor, "save_best_only": self.save_best_only}
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch to ``schedule(epoch)``
+    (a function of the 0-based epoch, or a schedule from :mod:`xpcnn.schedules` read per
+    epoch rather than per step)."""
+
+    def __init__(self, schedule):
+        if not callable(schedule):
+            raise TypeError(f"Expected a function epoch -> learning rate. Received schedule={schedule!r}.")
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = float(self.schedule(epoch))
+
+    def config(self):
+        return {"schedule": self.schedule}
+
+
+class ReduceLROnPlateau(Callback):
+    """Divide the learning rate by ``1 / factor`` when ``monitor`` stops improving (Keras's
+    callback): installs a :class:`~xpcnn.schedules.ReduceOnPlateau` schedule starting from the
+    optimizer's current rate, and feeds it ``logs[monitor]`` after every epoch.
+
+    ``fit`` adds one automatically (``ReduceLROnPlateau(schedule=...)``) when the optimizer's
+    learning rate already is, or wraps, a ``ReduceOnPlateau`` schedule.
+    """
+
+    def __init__(
+        self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, *, schedule=None, **kw
+    ):
+        self.schedule = schedule
+        self.options = {"monitor": monitor, "factor": factor, "patience": patience, **kw}
+        if schedule is None:  # validate now rather than at the start of training
+            schedules.ReduceOnPlateau(1.0, **self.options)
+        self.monitor = schedule.monitor if schedule is not None else monitor
+
+    def on_train_begin(self, logs=None):
+        if self.schedule is None:
+            self.schedule = schedules.ReduceOnPlateau(self.model.optimizer.learning_rate, **self.options)
+            self.model.optimizer.learning_rate = self.schedule
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.schedule.observe(_monitor_value(logs or {}, self.monitor, "ReduceLROnPlateau"))
+
+    def config(self):
+        return dict(self.options) if self.schedule is None else {"schedule": self.schedule}
+
+
+class ProgressBar(Callback):
+    """Progress of ``fit``: tqdm bars, or plain lines without tqdm (or with ``style="line"``).
+
+    With up to ``max_lines`` epochs: one bar per epoch (batches done, running loss refreshed
+    every ``refresh_every`` batches, the epoch's logs at its end) or one line per epoch.  With
+    more epochs (say 500 epochs of XOR): a single bar over the epochs, or a line every
+    ``epochs // max_lines`` epochs and at the last.  ``file`` defaults to ``sys.stderr`` for
+    tqdm and ``sys.stdout`` for lines.  ``fit(progress=False)`` adds no progress bar at all.
+    """
+
+    def __init__(self, style: str = "auto", file=None, refresh_every: int = 10, max_lines: int = 20):
+        if style not in ("auto", "bar", "line"):
+            raise ValueError(f'Expected style "auto", "bar" or "line". Received style={style!r}.')
+        self.style = style
+        self.file = file
+        self.refresh_every = schedules.positive_int(refresh_every, "refresh_every")
+        self.max_lines = schedules.positive_int(max_lines, "max_lines")
+        self._tqdm = None
+        if style != "line":
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                if style == "bar":
+                    raise ImportError("ProgressBar(style='bar') needs tqdm: pip install tqdm") from None
+            else:
+                self._tqdm = tqdm
+        self.bar = None
+
+    def _make_bar(self, total, desc, unit):
+        return self._tqdm(total=total, desc=desc, unit=unit, leave=True, file=self.file, dynamic_ncols=True)
+
+    def on_train_begin(self, logs=None):
+        epochs = self.params.get("epochs", 0)
+        self._per_epoch = epochs <= self.max_lines
+        self._every = 1 if self._per_epoch else max(1, epochs // self.max_lines)
+        self._train_start = time.perf_counter()
+        if self._tqdm is not None and not self._per_epoch:
+            self.bar = self._make_bar(epochs, "training", "epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._sum = 0.0
+        self._count = 0
+        if self._tqdm is not None and self._per_epoch:
+            self.bar = self._make_bar(
+                self.params.get("batches"), f"epoch {epoch + 1}/{self.params.get('epochs')}", "batch"
+            )
+
+    def on_batch_end(self, batch, logs=None):
+        if self.bar is None or not self._per_epoch:
+            return
+        logs = logs or {}
+        self._sum += logs.get("loss", 0.0) * logs.get("size", 1)
+        self._count += logs.get("size", 1)
+        self.bar.update(1)
+        if (batch + 1) % self.refresh_every == 0:
+            self.bar.set_postfix(loss=f"{self._sum / max(self._count, 1):.4g}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = format_logs(logs or {})
+        epochs = self.params.get("epochs")
+        if self.bar is not None:
+            if not self._per_epoch:
+                self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=True)
+            if self._per_epoch:
+                self.bar.close()
+                self.bar = None
+        elif (epoch + 1) % self._every == 0 or epoch + 1 == epochs:
+            seconds = time.perf_counter() - (self._start if self._per_epoch else self._train_start)
+            print(
+                f"epoch {epoch + 1}/{epochs} - {text} - {seconds:.1f}s",
+                file=self.file or sys.stdout,
+                flush=True,
+            )
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:  # the single bar, or an epoch stopped midway
+            self.bar.close()
+            self.bar = None
+
+    def config(self):
+        return {"style": self.style, "max_lines": self.max_lines}
+
+
+def format_logs(logs: dict) -> str:
+    """``"loss 0.1234 - accuracy 0.9800 - learning_rate 0.01"``."""
+    return " - ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())

@@ -1,0 +1,526 @@
+"""``Sequential``: layers in a chain, trained by backpropagation (notes section 2).
+
+The loop of the notes, batched: ``Y = network(X, W)`` (forward, layer after layer), the
+error ``E`` and ``dE/dY`` from a loss, then ``dE/dX`` back through the layers in reverse
+(eq. 5), each storing ``dE/dW`` (eq. 4), and finally an optimizer step ``w <- w - gamma
+dE/dw`` (eq. 1) or one of its refinements (:mod:`xpcnn.optim`).
+
+Where data live (see :mod:`xpcnn.data`): ``forward`` and ``backward`` take arrays already on
+the model's device; ``fit``, ``evaluate`` and ``predict`` take host (NumPy) data - or device
+data - and copy one batch at a time.  No dtype is converted silently.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from numbers import Integral
+
+import numpy as np
+
+from . import backend, init, optim, schedules
+from . import callbacks as cb
+from . import losses as _losses
+from .data import DataSource, batch_slices, num_batches
+from .layers.base import Layer
+
+__all__ = ["History", "NonFiniteLossError", "Sequential"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``fit`` met a NaN or infinite loss.  ``epoch`` and ``batch`` count from 1; the update of
+    that batch was not applied."""
+
+    def __init__(self, message: str, epoch: int, batch: int, value: float):
+        super().__init__(message)
+        self.epoch, self.batch, self.value = epoch, batch, value
+
+
+class History:
+    """What ``fit`` returns: ``history[key]`` is a list with one float per epoch.
+
+    Keys: ``loss``, each metric's name, ``val_loss`` and ``val_<metric>`` with validation
+    data, ``learning_rate`` (the rate of the epoch's last step).  ``epoch`` lists the epochs
+    (from 0); ``stop_reason`` says why training ended early (``None`` otherwise).
+    """
+
+    def __init__(self):
+        self.epoch: list[int] = []
+        self.history: dict[str, list[float]] = {}
+        self.stop_reason: str | None = None
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self.history
+
+    def keys(self):
+        return self.history.keys()
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self)}, last={last})"
+
+
+def _int_at_least(value, argument: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        rule = "a strictly positive integer" if low == 1 else "a non-negative integer"
+        raise ValueError(f"Expected {rule}. Received {argument}={value!r}.")
+    return int(value)
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper()):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+class Sequential:
+    """A chain of layers on one device and dtype.
+
+    Args:
+        layers: the :class:`~xpcnn.layers.Layer` objects, in order.  Each gets its ``index``
+            (errors then read "layer 2 (Dense): ...") and is moved with ``layer.to``.
+        device: ``"cpu"`` (NumPy), ``"cuda"`` / ``"cuda:<n>"`` (CuPy) or a
+            :class:`~xpcnn.backend.Placement`.
+        dtype: ``"float32"`` or ``"float64"`` for every parameter; ``None`` keeps the
+            layers' own dtype (they must agree).
+
+    Attributes: ``layers``, ``placement``, ``dtype``, and after ``fit``: ``loss``,
+    ``optimizer``, ``metrics``, ``history``.
+    """
+
+    def __init__(self, layers, device="cpu", dtype: str | None = None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential: expected at least one layer. Received an empty list.")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: expected xpcnn layers. Received {type(layer).__name__} at position {i}."
+                )
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("Sequential: the same layer object appears twice; create one object per layer.")
+        if dtype is None:
+            found = {layer.dtype for layer in layers if layer.param_names}
+            if len(found) > 1:
+                raise TypeError(
+                    f"Sequential: the layers have different dtypes {sorted(found)}; pass dtype='float32' "
+                    "or dtype='float64' to convert them all."
+                )
+            dtype = found.pop() if found else "float32"
+        self.layers = layers
+        for i, layer in enumerate(layers):
+            layer.index = i
+        self.placement = backend.placement(device)
+        self.dtype = backend.dtype_name(dtype)
+        if self.dtype not in backend.FLOAT_DTYPES:
+            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        for layer in layers:
+            layer.to(self.placement, self.dtype)
+        self.loss = None
+        self.optimizer: optim.Optimizer | None = None
+        self.metrics: dict = {}
+        self.history: History | None = None
+        self.stop_training = False
+        self.input_shape: tuple | None = None  # per-sample, recorded from the data
+
+    # ---------------------------------------------------------------- basics
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], device={self.placement.name!r}, dtype={self.dtype!r})"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def parameters(self) -> dict:
+        """``{"<layer index>.<name>": array}``, e.g. ``"0.weights"``: the arrays themselves."""
+        return {
+            f"{i}.{name}": p for i, layer in enumerate(self.layers) for name, p in layer.parameters().items()
+        }
+
+    def parameter_count(self) -> int:
+        return sum(layer.parameter_count() for layer in self.layers)
+
+    def copy_parameters(self) -> list[dict]:
+        """Device copies of every layer's parameters (for :meth:`restore_parameters`)."""
+        xp = self.placement.xp
+        return [{k: xp.asarray(v, copy=True) for k, v in layer.parameters().items()} for layer in self.layers]
+
+    def restore_parameters(self, saved: list[dict]) -> None:
+        """Put back parameters from :meth:`copy_parameters` (same device and dtype)."""
+        for layer, values in zip(self.layers, saved, strict=True):
+            for name, value in values.items():
+                setattr(layer, name, value)
+
+    def to(self, device=None, dtype: str | None = None):
+        """Move (and optionally cast) every parameter *and* the optimizer's state.  Returns self."""
+        target = self.placement if device is None else backend.placement(device)
+        new_dtype = self.dtype if dtype is None else backend.dtype_name(dtype)
+        if new_dtype not in backend.FLOAT_DTYPES:
+            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        for layer in self.layers:
+            layer.to(target, new_dtype)
+        if self.optimizer is not None:
+            self.optimizer.to(target, new_dtype)
+        self.placement, self.dtype = target, new_dtype
+        return self
+
+    def save(self, path, **kwargs):
+        """Write a checkpoint with :func:`xpcnn.checkpoint.save` (no pickle, atomic; see that
+        module; ``kwargs`` such as ``metadata=`` go to it).  Load it with ``xpcnn.load``."""
+        from . import checkpoint
+
+        return checkpoint.save(self, path, **kwargs)
+
+    # ------------------------------------------------------------- the passes
+    def _check_device_input(self, x, argument: str, where: str) -> None:
+        if not backend.is_array(x):
+            raise TypeError(
+                f"Sequential.{where}: expected {argument} to be an array on {self.placement.name}, received "
+                f"{type(x).__name__}. Hint: predict() and fit() accept host data."
+            )
+        got = backend.placement_of(x)
+        if got != self.placement:
+            if isinstance(x, np.ndarray):
+                raise ValueError(
+                    f"Sequential.{where}: {argument} is a NumPy array on the host but the model is on "
+                    f"{self.placement.name}; {where}() takes device arrays. Use model.predict(x), which copies "
+                    f"host data batch by batch, or copy it with model.placement.asarray({argument})."
+                )
+            raise ValueError(
+                f"Sequential.{where}: {argument} is on {got.name} but the model is on {self.placement.name}. "
+                f"Move the data, or the model with model.to(...)."
+            )
+
+    def forward(self, x):
+        """``Y = layer_L(... layer_1(X))`` for a batch ``x`` already on the model's device."""
+        self._check_device_input(x, "x", "forward")
+        return self._forward(x)
+
+    __call__ = forward
+
+    def _forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, loss_gradient):
+        """Backpropagate ``dE/dY`` (device array, the shape of the last forward's output) through
+        the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``."""
+        self._check_device_input(loss_gradient, "loss_gradient", "backward")
+        return self._backward(loss_gradient)
+
+    def _backward(self, gradient):
+        for layer in reversed(self.layers):
+            gradient = layer.backward(gradient)
+        return gradient
+
+    # -------------------------------------------------------------- resolving
+    def _resolve_loss(self, loss):
+        if loss is None:
+            if self.loss is None:
+                raise ValueError(
+                    "Sequential: no loss given. Pass loss=..., e.g. loss='quadratic' or "
+                    "loss=xpcnn.SoftmaxCrossEntropy()."
+                )
+            return self.loss
+        if not isinstance(loss, (str, type)) and callable(loss) and callable(getattr(loss, "gradient", None)):
+            return loss
+        return _losses.get(loss)
+
+    def _resolve_metrics(self, metrics) -> dict:
+        if metrics is None:
+            return dict(self.metrics)
+        if isinstance(metrics, (str, dict)) or callable(metrics):
+            metrics = [metrics] if not isinstance(metrics, dict) else metrics
+        if isinstance(metrics, dict):
+            items = list(metrics.items())
+        else:
+            items = []
+            for m in metrics:
+                if isinstance(m, str):
+                    items.append((m.strip().lower(), m))
+                elif isinstance(m, _losses.Loss):
+                    items.append((_snake(m.name), m))
+                else:
+                    items.append((getattr(m, "__name__", _snake(type(m).__name__)), m))
+        resolved = {}
+        for name, m in items:
+            if isinstance(m, (str, type)):
+                m = _losses.get(m)
+            if not callable(m):
+                raise TypeError(f"Expected a metric name or a function (prediction, target). Received {m!r}.")
+            resolved[name] = m
+        return resolved
+
+    def _source(self, data, what: str, where: str, target: bool) -> DataSource:
+        return DataSource(data, self.placement, what=what, where=where, dtype=self.dtype, target=target)
+
+    def _pair(self, x, y, where: str, prefix: str = ""):
+        xs = self._source(x, prefix + "x", where, target=False)
+        ys = self._source(y, prefix + "y", where, target=True)
+        if len(xs) != len(ys):
+            raise ValueError(
+                f"{where}: {prefix}x and {prefix}y must have the same number of samples. Received "
+                f"{len(xs)} and {len(ys)} ({prefix}x shape {xs.shape}, {prefix}y shape {ys.shape})."
+            )
+        if len(xs) == 0:
+            raise ValueError(f"{where}: {prefix}x has no samples (shape {xs.shape}); nothing to do.")
+        return xs, ys
+
+    # --------------------------------------------------------------- predict
+    def predict(self, x, batch_size: int = 256):
+        """The network's output for ``x`` (host or device data, batch axis first), computed
+        ``batch_size`` samples at a time.  Returns a device array on the model's placement
+        (``xpcnn.to_host(...)`` gives a NumPy array)."""
+        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        xs = self._source(x, "x", "predict", target=False)
+        outputs = [
+            self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
+        ]
+        if not outputs:  # no samples: an empty batch through the layers
+            return self._forward(xs.take(slice(0, 0)))
+        return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
+
+    # -------------------------------------------------------------- evaluate
+    def evaluate(self, x, y, loss=None, metrics=None, batch_size: int = 256) -> dict:
+        """``{"loss": mean loss, <metric>: mean value, ...}`` over ``(x, y)`` (host or device
+        data), as Python floats.  ``loss`` and ``metrics`` default to those of the last ``fit``;
+        batch values are weighted by batch size and summed on the device (one read at the end).
+        """
+        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        if loss is None and self.loss is None and not (metrics or self.metrics):
+            raise ValueError("evaluate: no loss and no metrics to compute; pass loss=... or metrics=[...].")
+        loss = self._resolve_loss(loss) if (loss is not None or self.loss is not None) else None
+        metrics = self._resolve_metrics(metrics)
+        xs, ys = self._pair(x, y, "evaluate")
+        return self._evaluate(xs, ys, loss, metrics, batch_size)
+
+    def _evaluate(self, xs, ys, loss, metrics: dict, batch_size: int, prefix: str = "") -> dict:
+        sums = {} if loss is None else {"loss": 0.0}
+        sums.update({name: 0.0 for name in metrics})
+        for index in batch_slices(len(xs), batch_size, shuffle=False):
+            xb, yb = xs.take(index), ys.take(index)
+            prediction = self._forward(xb)
+            size = int(xb.shape[0])
+            if loss is not None:
+                sums["loss"] = sums["loss"] + loss(prediction, yb) * size
+            for name, metric in metrics.items():
+                sums[name] = sums[name] + metric(prediction, yb) * size
+        return {prefix + k: float(v) / len(xs) for k, v in sums.items()}
+
+    # ------------------------------------------------------------------- fit
+    def fit(
+        self,
+        x,
+        y,
+        loss=None,
+        optimizer=None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed=None,
+        validation_data=None,
+        callbacks=None,
+        metrics=None,
+        progress=True,
+        on_nonfinite: str = "raise",
+        verbose=None,
+    ) -> History:
+        """Train with mini-batch gradient descent; return a :class:`History`.
+
+        Args:
+            x, y: training inputs ``(N, ...)`` and targets ``(N, ...)``: host (NumPy) arrays,
+                copied to the device one batch at a time, or arrays already on the model's
+                device.  ``x`` must have the model's dtype; ``y`` too, or integer class labels.
+            loss: a :class:`~xpcnn.losses.Loss` or a name (``"quadratic"``, ``"mse"``,
+                ``"binary_crossentropy"``, ``"softmax_crossentropy"``, ...); defaults to the
+                previous fit's.
+            optimizer: an :class:`~xpcnn.optim.Optimizer` or a name (``"sgd"``, ``"momentum"``,
+                ``"adam"``, ``"adamw"``); defaults to the previous fit's, else ``SGD(0.01)``.
+                Its state persists across calls (``optimizer.reset()`` clears it).
+            epochs: passes over the data (0 trains nothing).
+            batch_size: samples per step; the last batch holds the remainder.
+            shuffle, seed: a new permutation per epoch from ``numpy.random.default_rng(seed)``
+                (an int, a Generator or None); one seed, one sequence of batches.
+            validation_data: ``(x_val, y_val)``, evaluated after each epoch (``val_*`` logs).
+            callbacks: :class:`~xpcnn.callbacks.Callback` objects.
+            metrics: names (``"accuracy"``), losses or functions ``(prediction, target)``, or a
+                dict name -> metric; averaged over each epoch's batches as they are trained.
+            progress: ``True`` a tqdm bar (a line per epoch without tqdm), ``"line"``,
+                ``False`` silent.  ``verbose`` is an alias.
+            on_nonfinite: ``"raise"`` (:class:`NonFiniteLossError` naming the epoch, the batch
+                and the value) or ``"stop"`` (end training quietly; ``history.stop_reason``
+                says why).  Either way that batch's update is not applied.
+
+        The hot loop reads one Python float per batch (the loss, for the NaN check and the
+        history); metric sums stay on the device until the epoch ends.
+        """
+        if verbose is not None:
+            progress = verbose
+        if on_nonfinite not in ("raise", "stop"):
+            raise ValueError(
+                f'Expected on_nonfinite "raise" or "stop". Received on_nonfinite={on_nonfinite!r}.'
+            )
+        epochs = _int_at_least(epochs, "epochs", 0)
+        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        loss = self._resolve_loss(loss)
+        if getattr(loss, "differentiable", True) is False:
+            raise ValueError(
+                f"fit: {loss!r} is a metric without a gradient; train with a differentiable loss."
+            )
+        if optimizer is None:
+            optimizer = self.optimizer if self.optimizer is not None else optim.SGD(0.01)
+        optimizer = optim.get(optimizer)
+        metrics = self._resolve_metrics(metrics)
+        xs, ys = self._pair(x, y, "fit")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                kind = type(validation_data).__name__
+                if isinstance(validation_data, (tuple, list)):
+                    kind = f"a {kind} of {len(validation_data)} item(s)"
+                raise ValueError(f"fit: expected validation_data=(x_val, y_val). Received {kind}.")
+            val = self._pair(*validation_data, "fit", prefix="val_")
+        rng = init.rng_from(seed)
+        self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
+        self.input_shape = xs.shape[1:]
+
+        callbacks = list(callbacks or [])
+        plateau = schedules.find_plateau(optimizer.schedule)
+        if plateau is not None and not any(getattr(c, "schedule", None) is plateau for c in callbacks):
+            callbacks.append(cb.ReduceLROnPlateau(schedule=plateau))
+        if progress and not any(isinstance(c, cb.ProgressBar) for c in callbacks):
+            callbacks.append(cb.ProgressBar("line" if progress == "line" else "auto"))
+        n, steps = len(xs), num_batches(len(xs), batch_size)
+        for c in callbacks:
+            c.set_model(self)
+            c.params = {"epochs": epochs, "batches": steps, "samples": n}
+        batch_begin = [c for c in callbacks if type(c).on_batch_begin is not cb.Callback.on_batch_begin]
+        batch_end = [c for c in callbacks if type(c).on_batch_end is not cb.Callback.on_batch_end]
+        value_and_gradient = getattr(loss, "value_and_gradient", None) or (
+            lambda p, t: (loss(p, t), loss.gradient(p, t))
+        )
+
+        history = History()
+        self.history = history
+        self.stop_training = False
+        for c in callbacks:
+            c.on_train_begin({})
+        try:
+            for epoch in range(epochs):
+                for c in callbacks:
+                    c.on_epoch_begin(epoch, {})
+                total = 0.0
+                sums = dict.fromkeys(metrics, 0.0)
+                for batch, index in enumerate(batch_slices(n, batch_size, shuffle, rng)):
+                    for c in batch_begin:
+                        c.on_batch_begin(batch, {})
+                    xb, yb = xs.take(index), ys.take(index)
+                    prediction = self._forward(xb)
+                    value, gradient = value_and_gradient(prediction, yb)
+                    current = float(value)  # the one device -> host read of the batch
+                    if not math.isfinite(current):
+                        message = (
+                            f"fit: the loss became {current} at epoch {epoch + 1}/{epochs}, batch "
+                            f"{batch + 1}/{steps}; this batch's update was not applied. Hints: lower the "
+                            "learning rate, check x and y for NaN or inf values, scale the inputs."
+                        )
+                        if on_nonfinite == "raise":
+                            raise NonFiniteLossError(message, epoch + 1, batch + 1, current)
+                        history.stop_reason = message
+                        self.stop_training = True
+                        break
+                    self._backward(gradient)
+                    optimizer.step(self.layers)
+                    size = int(xb.shape[0])
+                    total += current * size
+                    for name, metric in metrics.items():
+                        sums[name] = sums[name] + metric(prediction, yb) * size
+                    for c in batch_end:
+                        c.on_batch_end(batch, {"loss": current, "size": size})
+                    if self.stop_training:
+                        break
+                if history.stop_reason is not None:
+                    break
+                logs = {"loss": total / n}
+                logs.update({name: float(s) / n for name, s in sums.items()})
+                if val is not None:
+                    logs.update(self._evaluate(*val, loss, metrics, batch_size, prefix="val_"))
+                logs["learning_rate"] = optimizer.last_learning_rate
+                history.append(epoch, logs)
+                for c in callbacks:
+                    c.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            for c in callbacks:
+                c.on_train_end({})
+        return history
+
+    # --------------------------------------------------------------- summary
+    def _first_input_shape(self):
+        first = self.layers[0]
+        for attr in ("input_shape",):
+            shape = getattr(first, attr, None)
+            if shape is not None:
+                return tuple(shape)
+        size = getattr(first, "input_size", None)
+        return (size,) if size is not None else None
+
+    def summary(self, input_shape=None, file=None) -> str:
+        """A table of the layers, their output shapes (``N`` = batch) and parameter counts, with
+        the total.  ``input_shape`` (one sample's) defaults to the shape of the data last seen by
+        ``fit`` / ``predict``, else the first layer's declared input.  Prints it (to ``file``,
+        default stdout) and returns the text."""
+        shape = input_shape or self.input_shape or self._first_input_shape()
+        shape = tuple(shape) if shape is not None else None
+        rows = []
+        for i, layer in enumerate(self.layers):
+            if shape is not None:
+                try:
+                    shape = tuple(layer.output_shape(shape))
+                except Exception:
+                    shape = None
+            shown = "(N, " + ", ".join(str(s) for s in shape) + ")" if shape is not None else "?"
+            rows.append((str(i), type(layer).__name__, shown, f"{layer.parameter_count():,}"))
+        header = ("#", "Layer", "Output shape", "Parameters")
+        widths = [max(len(r[k]) for r in [header, *rows]) for k in range(4)]
+
+        def line(r):
+            return (
+                f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}".rstrip()
+            )
+
+        rule = "-" * len(line(header))
+        text = "\n".join(
+            [
+                f"Sequential on {self.placement.name}, {self.dtype}",
+                line(header),
+                rule,
+                *(line(r) for r in rows),
+                rule,
+                f"Total parameters: {self.parameter_count():,}",
+            ]
+        )
+        print(text, file=file or sys.stdout)
+        return text

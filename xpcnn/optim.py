@@ -1,0 +1,280 @@
+"""Optimizers: gradient descent (notes eq. 1 and section 2, step 3) and its refinements.
+
+Every optimizer applies, once per batch, ``w <- update(w, dE/dw)`` to each trainable
+parameter of each layer, reading ``layer.parameters()`` and ``layer.gradients()`` (filled by
+the layer's ``backward``).  The :class:`Optimizer` base holds everything they share:
+hyperparameter checks, the step counter ``t``, the learning-rate schedule, per-parameter
+state (velocities, moments) keyed by ``(layer, name)`` and created on the parameter's own
+device and dtype, moving that state with :meth:`Optimizer.to`.  A subclass only states its
+update rule, in a few lines:
+
+* :class:`SGD`: ``w <- w - gamma g`` (plain gradient descent, eq. 1); with momentum
+  ``mu``: ``v <- mu v + g``, ``w <- w - gamma v`` (Nesterov: ``w <- w - gamma (g + mu v)``).
+* :class:`Adam` (Kingma and Ba, 2015): ``m <- b1 m + (1 - b1) g``,
+  ``v <- b2 v + (1 - b2) g^2``, ``w <- w - gamma m_hat / (sqrt(v_hat) + eps)`` with the bias
+  corrections ``m_hat = m / (1 - b1^t)``, ``v_hat = v / (1 - b2^t)``.
+* :class:`AdamW` (Loshchilov and Hutter, 2019): Adam plus a decoupled weight decay applied to
+  the weights themselves, ``w <- w - gamma lambda w``, not added to the gradient.
+
+Updates are array expressions in the parameters' own namespace (Python floats for the
+scalars): no host round trip per step.  A parameter is replaced by a new array (the old
+one is never written to), so arrays captured earlier keep their values.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import backend
+from .schedules import Constant, as_schedule, non_negative, positive, unit_interval
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
+
+
+class Optimizer:
+    """Base class: state, schedule and the loop over parameters; subclasses give ``_update``.
+
+    Args:
+        learning_rate: ``gamma``: a float > 0, a schedule from :mod:`xpcnn.schedules` or any
+            callable ``t -> float``; ``t`` is the number of steps already taken.
+
+    Attributes:
+        iterations: ``t``, the number of :meth:`step` calls so far.
+        state: ``{(layer, name): {slot: array}}``, each array on its parameter's device.
+    """
+
+    slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
+
+    def __init__(self, learning_rate):
+        self.schedule = as_schedule(learning_rate)
+        self.iterations = 0
+        self.state: dict = {}
+        self.last_learning_rate: float | None = None
+
+    # -------------------------------------------------------------- learning rate
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the next :meth:`step` will use, ``schedule(iterations)``."""
+        return self.schedule(self.iterations)
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        """Replace the schedule (a float > 0, a schedule or a callable)."""
+        self.schedule = as_schedule(value)
+
+    # ----------------------------------------------------------------- the step
+    def step(self, layers) -> None:
+        """Apply one update to every parameter of ``layers`` from their stored gradients.
+
+        Raises ``RuntimeError`` when a parameter has no gradient (``backward`` not called) or
+        when its state lives elsewhere than the parameter (the layer was moved without the
+        optimizer: use ``model.to(...)``, which moves both, or :meth:`to`).
+        """
+        lr = self.schedule(self.iterations)
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(
+                f"{type(self).__name__}: the learning-rate schedule gave {lr!r} at step "
+                f"{self.iterations}; expected a finite value >= 0."
+            )
+        t = self.iterations + 1
+        for layer in layers:
+            params = layer.parameters()
+            if not params:
+                continue
+            grads = layer.gradients()
+            for name, param in params.items():
+                grad = grads.get(name)
+                if grad is None:
+                    raise RuntimeError(
+                        f"{type(self).__name__}.step: {layer.label} has no gradient for {name!r}; "
+                        "call backward() after forward() before step()."
+                    )
+                slots = self._slots_for(layer, name, param)
+                setattr(layer, name, self._update(param, grad, slots, lr, t))
+        self.iterations = t
+        self.last_learning_rate = lr
+
+    def _slots_for(self, layer, name, param) -> dict:
+        key = (layer, name)
+        entry = self.state.get(key)
+        if entry is None:
+            where = backend.placement_of(param)
+            dtype = backend.dtype_name(param.dtype)
+            entry = {"_where": (where, dtype)}
+            for slot in self.slots:
+                entry[slot] = where.zeros(tuple(param.shape), dtype)
+            self.state[key] = entry
+        elif entry["_where"] != (layer.placement, layer.dtype):
+            where, dtype = entry["_where"]
+            raise RuntimeError(
+                f"{type(self).__name__}: the state of {layer.label}.{name} is on {where.name} ({dtype}) "
+                f"but the parameter is on {layer.placement.name} ({layer.dtype}). Move the model with "
+                "model.to(...), which moves the optimizer state too, or call optimizer.to(...)."
+            )
+        return entry
+
+    def _update(self, param, grad, state: dict, lr: float, t: int):
+        """Return the new value of ``param`` given ``dE/dparam``; update ``state`` in place.
+        ``lr`` is this step's learning rate, ``t`` the 1-based step number.  ``state`` holds
+        the slots and ``"_where"``: ``(Placement, dtype name)``, whose ``.xp`` is the namespace."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ housekeeping
+    def zero_grad(self, layers) -> None:
+        """Forget the stored gradients of ``layers`` (``step`` then refuses to run until the
+        next ``backward``)."""
+        for layer in layers:
+            layer.grads = {}
+
+    def reset(self) -> None:
+        """Drop all state (velocities, moments) and restart the step counter at 0; a
+        :class:`~xpcnn.schedules.ReduceOnPlateau` schedule is reset too."""
+        self.state = {}
+        self.iterations = 0
+        self.last_learning_rate = None
+        if hasattr(self.schedule, "reset"):
+            self.schedule.reset()
+
+    def to(self, device=None, dtype: str | None = None):
+        """Move (and optionally cast) every state array, as ``Layer.to`` does for parameters.
+
+        ``device`` is ``"cpu"``, ``"cuda"``, a Placement or an array.  Returns self.
+        """
+        for entry in self.state.values():
+            where, old_dtype = entry["_where"]
+            target = where if device is None else backend.placement(device)
+            new_dtype = old_dtype if dtype is None else backend.dtype_name(dtype)
+            for slot in self.slots:
+                entry[slot] = target.asarray(backend.to_host(entry[slot]), dtype=new_dtype)
+            entry["_where"] = (target, new_dtype)
+        return self
+
+    def state_arrays(self) -> dict:
+        """``{(layer, name, slot): array}``: the state, for inspection and checkpoints."""
+        return {
+            (layer, name, slot): entry[slot]
+            for (layer, name), entry in self.state.items()
+            for slot in self.slots
+        }
+
+    def config(self) -> dict:
+        schedule = self.schedule
+        lr = schedule.initial if isinstance(schedule, Constant) else schedule
+        return {"learning_rate": lr}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    ``momentum=0`` (the default) is the notes' rule ``w <- w - gamma dE/dw`` (eq. 1) with no
+    state.  With momentum ``mu``: ``v <- mu v + g``, ``w <- w - gamma v``; with
+    ``nesterov=True``: ``w <- w - gamma (g + mu v)`` (PyTorch's formulation: ``v`` is kept in
+    gradient units, so a schedule's change of ``gamma`` acts at once).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(learning_rate)
+        self.momentum = unit_interval(momentum, "momentum")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError(f"Nesterov momentum needs momentum > 0. Received momentum={momentum!r}.")
+        self.slots = ("velocity",) if self.momentum > 0 else ()
+
+    def _update(self, param, grad, state, lr, t):
+        if self.momentum == 0:
+            return param - lr * grad  # eq. 1
+        velocity = self.momentum * state["velocity"] + grad
+        state["velocity"] = velocity
+        direction = grad + self.momentum * velocity if self.nesterov else velocity
+        return param - lr * direction
+
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam: per-parameter steps from bias-corrected first and second moments of ``g``.
+
+    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
+    ``w <- w - gamma (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``, ``t = 1, 2, ...``
+    """
+
+    slots = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        super().__init__(learning_rate)
+        self.beta1 = unit_interval(beta1, "beta1")
+        self.beta2 = unit_interval(beta2, "beta2")
+        self.eps = positive(eps, "eps")
+
+    def _update(self, param, grad, state, lr, t):
+        xp = state["_where"][0].xp
+        m = self.beta1 * state["m"] + (1.0 - self.beta1) * grad
+        v = self.beta2 * state["v"] + (1.0 - self.beta2) * (grad * grad)
+        state["m"], state["v"] = m, v
+        correction1 = 1.0 - self.beta1**t
+        root_correction2 = math.sqrt(1.0 - self.beta2**t)
+        return param - (lr / correction1) * m / (xp.sqrt(v) / root_correction2 + self.eps)
+
+    def config(self):
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``w <- w (1 - gamma lambda)`` and then the Adam step
+    computed from ``g`` alone (the decay never enters the moments)."""
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        super().__init__(learning_rate, beta1, beta2, eps)
+        self.weight_decay = non_negative(weight_decay, "weight_decay")
+
+    def _update(self, param, grad, state, lr, t):
+        return super()._update(param * (1.0 - lr * self.weight_decay), grad, state, lr, t)
+
+    def config(self):
+        return {**super().config(), "weight_decay": self.weight_decay}
+
+
+_NAMES = {
+    "sgd": (SGD, {}),
+    "gd": (SGD, {}),
+    "momentum": (SGD, {"momentum": 0.9}),
+    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {}),
+}
+
+
+def get(optimizer, **kwargs) -> Optimizer:
+    """An optimizer from a name (``"sgd"``, ``"momentum"`` = SGD with momentum 0.9,
+    ``"nesterov"``, ``"adam"``, ``"adamw"``; case-insensitive) and keyword hyperparameters,
+    or an :class:`Optimizer` instance returned as is."""
+    if isinstance(optimizer, Optimizer):
+        if kwargs:
+            raise TypeError(
+                f"optimizer is already an instance ({optimizer!r}); hyperparameters "
+                f"{sorted(kwargs)} apply only to a name."
+            )
+        return optimizer
+    if isinstance(optimizer, str):
+        key = optimizer.strip().lower()
+        if key not in _NAMES:
+            raise ValueError(
+                f"Unknown optimizer {optimizer!r}. Expected one of {sorted(_NAMES)} or an Optimizer."
+            )
+        cls, defaults = _NAMES[key]
+        return cls(**{**defaults, **kwargs})
+    raise TypeError(
+        f"Expected an optimizer name or an xpcnn.optim.Optimizer. Received {type(optimizer).__name__}."
+    )

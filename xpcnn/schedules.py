@@ -1,0 +1,320 @@
+"""Learning-rate schedules (notes 1.4: "a learning rate schedule or an adaptive learning rate").
+
+A schedule maps the optimizer's step counter ``t = 0, 1, 2, ...`` (the number of updates
+already applied) to the learning rate ``gamma_t`` of the gradient-descent step of eq. 1,
+``w <- w - gamma_t dE/dw``.  Every schedule is a plain Python object returning a Python
+float: it costs nothing on the device and never touches an array.
+
+=====================  ==========================================================
+``Constant(v)``        ``gamma_t = v``
+``StepDecay``          ``gamma_t = v * factor ** (t // step_size)``
+``ExponentialDecay``   ``gamma_t = v * rate ** (t / decay_steps)`` (floored exponent
+                       with ``staircase=True``)
+``CosineDecay``        ``gamma_t = final + (v - final) (1 + cos(pi min(t, T) / T)) / 2``
+``LinearWarmup``       ``gamma_t = start + (peak - start) t / W`` for ``t < W``, then the
+                       wrapped schedule at ``t - W`` (``peak`` = its first value)
+``ReduceOnPlateau``    ``gamma`` times ``factor`` whenever the monitored metric has not
+                       improved for ``patience`` epochs; fed once per epoch with
+                       :meth:`ReduceOnPlateau.observe` (``Sequential.fit`` does it)
+=====================  ==========================================================
+
+Any callable ``f(t) -> float`` is accepted where a schedule is expected (see
+:func:`as_schedule`).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+__all__ = [
+    "Constant",
+    "CosineDecay",
+    "ExponentialDecay",
+    "LinearWarmup",
+    "ReduceOnPlateau",
+    "Schedule",
+    "StepDecay",
+    "as_schedule",
+    "find_plateau",
+]
+
+
+# ------------------------------------------------------------------ validation
+def positive(value, argument: str) -> float:
+    """``value`` as a float when it is finite and > 0, else a Keras-style ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"Expected a strictly positive, finite value. Received {argument}={value!r}.")
+    return float(value)
+
+
+def non_negative(value, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Expected a non-negative, finite value. Received {argument}={value!r}.")
+    return float(value)
+
+
+def unit_interval(value, argument: str, *, closed: bool = False) -> float:
+    """``value`` in [0, 1) (or [0, 1] with ``closed``)."""
+    upper_ok = value <= 1 if closed else value < 1
+    if isinstance(value, bool) or not isinstance(value, Real) or not (0 <= value and upper_ok):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"Expected a value in {interval}. Received {argument}={value!r}.")
+    return float(value)
+
+
+def positive_int(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
+        raise ValueError(f"Expected a strictly positive integer. Received {argument}={value!r}.")
+    return int(value)
+
+
+def non_negative_int(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"Expected a non-negative integer. Received {argument}={value!r}.")
+    return int(value)
+
+
+def _step(step) -> int:
+    if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
+        raise ValueError(f"Expected a non-negative integer step. Received step={step!r}.")
+    return int(step)
+
+
+# -------------------------------------------------------------------- schedules
+class Schedule:
+    """Base class: ``schedule(t) -> float`` for a step counter ``t >= 0``."""
+
+    def __call__(self, step: int) -> float:
+        return self.value(_step(step))
+
+    def value(self, step: int) -> float:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Schedule):
+    """``gamma_t = value``: the fixed learning rate of plain gradient descent (eq. 1)."""
+
+    def __init__(self, value: float):
+        self.initial = positive(value, "learning_rate")
+
+    def value(self, step):
+        return self.initial
+
+    def config(self):
+        return {"value": self.initial}
+
+
+class StepDecay(Schedule):
+    """``gamma_t = initial * factor ** (t // step_size)``: multiply by ``factor`` every
+    ``step_size`` steps."""
+
+    def __init__(self, initial: float, step_size: int, factor: float = 0.1):
+        self.initial = positive(initial, "initial")
+        self.step_size = positive_int(step_size, "step_size")
+        self.factor = positive(factor, "factor")
+
+    def value(self, step):
+        return self.initial * self.factor ** (step // self.step_size)
+
+    def config(self):
+        return {"initial": self.initial, "step_size": self.step_size, "factor": self.factor}
+
+
+class ExponentialDecay(Schedule):
+    """``gamma_t = initial * rate ** (t / decay_steps)``; with ``staircase=True`` the exponent
+    is floored (``t // decay_steps``)."""
+
+    def __init__(self, initial: float, rate: float, decay_steps: int = 1, staircase: bool = False):
+        self.initial = positive(initial, "initial")
+        self.rate = positive(rate, "rate")
+        self.decay_steps = positive_int(decay_steps, "decay_steps")
+        self.staircase = bool(staircase)
+
+    def value(self, step):
+        exponent = step // self.decay_steps if self.staircase else step / self.decay_steps
+        return self.initial * self.rate**exponent
+
+    def config(self):
+        return {
+            "initial": self.initial,
+            "rate": self.rate,
+            "decay_steps": self.decay_steps,
+            "staircase": self.staircase,
+        }
+
+
+class CosineDecay(Schedule):
+    """Half a cosine from ``initial`` at ``t = 0`` down to ``final`` at ``t = decay_steps``
+    (then constant): ``gamma_t = final + (initial - final) (1 + cos(pi min(t, T) / T)) / 2``."""
+
+    def __init__(self, initial: float, decay_steps: int, final: float = 0.0):
+        self.initial = positive(initial, "initial")
+        self.decay_steps = positive_int(decay_steps, "decay_steps")
+        self.final = non_negative(final, "final")
+        if self.final > self.initial:
+            raise ValueError(
+                f"Expected final <= initial. Received initial={self.initial!r}, final={self.final!r}."
+            )
+
+    def value(self, step):
+        progress = min(step, self.decay_steps) / self.decay_steps
+        return self.final + (self.initial - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def config(self):
+        return {"initial": self.initial, "decay_steps": self.decay_steps, "final": self.final}
+
+
+class LinearWarmup(Schedule):
+    """A linear ramp over the first ``warmup_steps`` steps, then the wrapped schedule.
+
+    ``gamma_t = start + (peak - start) * t / warmup_steps`` for ``t < warmup_steps`` with
+    ``peak = after(0)``, and ``gamma_t = after(t - warmup_steps)`` afterwards, so the wrapped
+    schedule starts its own count when the warm-up ends.  ``after`` is a schedule, a callable
+    or a float.  With the default ``start=0`` the very first step moves nothing.
+    """
+
+    def __init__(self, after, warmup_steps: int, start: float = 0.0):
+        self.after = as_schedule(after)
+        self.warmup_steps = positive_int(warmup_steps, "warmup_steps")
+        self.start = non_negative(start, "start")
+
+    def value(self, step):
+        if step < self.warmup_steps:
+            peak = self.after(0)
+            return self.start + (peak - self.start) * step / self.warmup_steps
+        return self.after(step - self.warmup_steps)
+
+    def config(self):
+        return {"after": self.after, "warmup_steps": self.warmup_steps, "start": self.start}
+
+
+class ReduceOnPlateau(Schedule):
+    """A learning rate that drops by ``factor`` when a monitored metric stops improving.
+
+    Fed once per epoch with :meth:`observe` (``Sequential.fit`` does this automatically with
+    ``logs[monitor]`` when the optimizer's learning rate is, or wraps, a ``ReduceOnPlateau``).
+    The metric improves when it beats the best value so far by more than ``min_delta``
+    (lower is better with ``mode="min"``, higher with ``"max"``); after ``patience`` epochs
+    without improvement the rate is multiplied by ``factor`` (never below ``min_value``) and
+    the next ``cooldown`` epochs are not counted as bad (an improvement still sets the best).
+    With ``patience=0`` every epoch without improvement reduces the rate.  ``schedule(t)``
+    ignores ``t`` and returns the current rate.
+    """
+
+    def __init__(
+        self,
+        initial: float,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        mode: str = "min",
+        cooldown: int = 0,
+        min_value: float = 0.0,
+    ):
+        self.initial = positive(initial, "initial")
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"Expected the name of a logged metric. Received monitor={monitor!r}.")
+        self.monitor = monitor
+        self.factor = positive(factor, "factor")
+        if self.factor >= 1:
+            raise ValueError(f"Expected a value in (0, 1). Received factor={factor!r}.")
+        self.patience = non_negative_int(patience, "patience")
+        self.min_delta = non_negative(min_delta, "min_delta")
+        if mode not in ("min", "max"):
+            raise ValueError(f'Expected mode "min" or "max". Received mode={mode!r}.')
+        self.mode = mode
+        self.cooldown = non_negative_int(cooldown, "cooldown")
+        self.min_value = non_negative(min_value, "min_value")
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to ``initial`` with no history."""
+        self.current = self.initial
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+
+    def value(self, step):
+        return self.current
+
+    def improved(self, metric: float) -> bool:
+        if self.mode == "min":
+            return metric < self.best - self.min_delta
+        return metric > self.best + self.min_delta
+
+    def observe(self, metric) -> float:
+        """Feed this epoch's value of the monitored metric; return the (new) learning rate."""
+        if isinstance(metric, bool) or not isinstance(metric, Real):
+            raise TypeError(f"ReduceOnPlateau: expected a number for {self.monitor!r}. Received {metric!r}.")
+        metric = float(metric)  # a NaN never improves: it counts as a bad epoch
+        in_cooldown = self.cooldown_left > 0
+        if in_cooldown:
+            self.cooldown_left -= 1
+        if self.improved(metric):
+            self.best = metric
+            self.wait = 0
+        elif not in_cooldown:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.current = max(self.current * self.factor, self.min_value)
+                self.cooldown_left = self.cooldown
+                self.wait = 0
+        return self.current
+
+    def config(self):
+        return {
+            "initial": self.initial,
+            "monitor": self.monitor,
+            "factor": self.factor,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "mode": self.mode,
+            "cooldown": self.cooldown,
+            "min_value": self.min_value,
+        }
+
+
+class _Callable(Schedule):
+    """Wraps a user function ``f(t) -> float``."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def value(self, step):
+        return float(self.function(step))
+
+    def __repr__(self):
+        return f"Schedule({self.function!r})"
+
+
+def as_schedule(value) -> Schedule:
+    """A :class:`Schedule` from a schedule, a callable ``f(t) -> float`` or a number
+    (:class:`Constant`; it must be > 0 and finite)."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return Constant(value)
+    if callable(value):
+        return _Callable(value)
+    raise TypeError(
+        "Expected a learning rate: a positive float, a schedule from xpcnn.schedules or a "
+        f"function step -> float. Received learning_rate={value!r}."
+    )
+
+
+def find_plateau(schedule) -> ReduceOnPlateau | None:
+    """The :class:`ReduceOnPlateau` that ``schedule`` is or wraps (through ``after``), if any."""
+    while schedule is not None:
+        if isinstance(schedule, ReduceOnPlateau):
+            return schedule
+        schedule = getattr(schedule, "after", None)
+    return None
