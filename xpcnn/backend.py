@@ -223,8 +223,25 @@ def to_host(x) -> np.ndarray:
     return np.from_dlpack(x)
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def dtype_name(dtype) -> str:
-    """``"float32"`` for any namespace's float32 dtype object, and so on."""
+    """``"float32"`` for any namespace's float32 dtype object, and so on (cached: hot path)."""
+    key = (type(dtype), dtype)  # the type first: never compare dtypes of two libraries
+    try:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):
+        pass
+    name = _dtype_name(dtype)
+    try:
+        _DTYPE_NAMES[key] = name
+    except TypeError:
+        pass
+    return name
+
+
+def _dtype_name(dtype) -> str:
     text = str(dtype)
     for prefix in ("array_api_strict.", "torch.", "dtype(", "<class 'numpy."):
         text = text.replace(prefix, "")
