@@ -5,7 +5,7 @@ namespace of its inputs, so NumPy (``device="cpu"``) and CuPy (``device="cuda"``
 same forward and backward equations of the notes.
 """
 
-from . import (  # training: optimisation and the model  # checkpoints (no pickle) and bundled data
+from . import (
     activations,
     backend,
     callbacks,
@@ -63,40 +63,5 @@ from .optim import SGD, Adam, AdamW, Optimizer
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "REGISTRY",
-    "Accuracy",
-    "BinaryCrossEntropy",
-    "BinaryCrossEntropyFromLogits",
-    "Convolutional",
-    "Dense",
-    "GradientCheckError",
-    "Layer",
-    "Loss",
-    "Placement",
-    "QuadraticLoss",
-    "SoftmaxCrossEntropy",
-    "ZeroOneLoss",
-    "accuracy",
-    "backend",
-    "check_layer_gradients",
-    "check_loss_gradient",
-    "conv2d_backward",
-    "conv2d_forward",
-    "convolve2d",
-    "correlate2d",
-    "cuda_available",
-    "init",
-    "losses",
-    "numerical_gradient",
-    "ops",
-    "placement",
-    "to_host",
-]
-__all__ += ["activations", "descent", "neuron", *activations.__all__, "DescentPath", "gradient_descent"]
-__all__ += ["Neuron", "ThresholdLogicUnit", "Activation", "AvgPool2D", "Flatten", "Gaussian", "Heaviside"]
-__all__ += ["InverseMultiquadratic", "Linear", "Logistic", "MaxPool2D", "Multiquadratic", "ReLU"]
-__all__ += ["Reshape", "Sigmoid", "Softmax", "Tanh"]
-__all__ += ["callbacks", "data", "optim", "schedules", "History", "NonFiniteLossError", "Sequential"]
-__all__ += ["SGD", "Adam", "AdamW", "Optimizer"]
-__all__ += ["checkpoint", "datasets", "CheckpointError", "load", "save"]
+# The public names: everything imported above (submodules, classes and functions).
+__all__ = sorted(name for name in globals() if not name.startswith("_"))
