@@ -1,79 +1,258 @@
 """The generic Array API formulation of the NCHW cross-correlation ("flat shift" unfold).
 
-Each zero-padded image is flattened channel-major to ``(c_I, n, h_P * w_P)``.  A kernel
-offset ``(i, j)`` is then a 1-D shift ``i * w_P + j`` of that flat image, so the unfold
-(im2col) is ``h_K * w_K`` contiguous slices and the whole layer one matrix product.  The
-output is computed on an ``h_O1 x w_P`` grid (stride 1, full padded width) and the
-``w_P - w_O1`` columns that wrap around a row are sliced off.  Stride ``s`` takes every
-``s``-th output of the stride-1 result.  Only Array API functions are used, so NumPy,
-CuPy, PyTorch and array_api_strict all run this same code.
+Layout.  Each zero-padded image is stored channel-major, ``(c_I, n, h_P + 1, w_P)`` (one
+extra zero row), and read flat as ``(c_I, n, (h_P + 1) * w_P)``.  A kernel offset
+``(i, j)`` is then a 1-D shift ``i * w_P + j`` of that flat image, so the unfold (im2col)
+is ``h_K * w_K`` contiguous slice copies and the layer one matrix product
+``(c_O, c_I h_K w_K) @ (c_I h_K w_K, n h_O1 w_P)``.  The output is computed on an
+``h_O1 x w_P`` grid (stride 1, the full padded width) and the ``w_P - w_O1`` columns that
+wrap around a row are sliced off; stride ``s`` keeps every ``s``-th output.
+
+Backward (eq. 18, 20): ``dY`` is written on the same grid (wrap columns and skipped
+strides stay zero) and ``dK = grid @ cols^T``.  ``dX`` is computed one of two ways, by size:
+
+* ``"fold"``: ``dcols = K^T @ grid``, then the fold (the transpose of the unfold),
+  ``h_K * w_K`` shifted slice additions; used when ``c_O (h_P + h_K)`` exceeds
+  :data:`FOLD_RATIO` times ``c_I h_O1`` (the unfolded grid would be the larger matrix);
+* ``"correlate"``: the full convolution of eq. 20 as a cross-correlation: the grid placed
+  after ``(h_K - 1) w_P + w_K - 1`` zeros is unfolded with the reversed shifts and multiplied
+  by the kernels regrouped as ``(c_I, c_O h_K w_K)``: one product, no fold, best when
+  ``c_I > c_O``.
+
+Speed (measured on the 2-vCPU development machine, see ``shared/design/performance.md``):
+
+* Results are channel-major: ``conv2d_forward`` returns ``permute_dims`` of a contiguous
+  ``(c_O, n, h_O, w_O)`` array, so the next layer's unfold copies whole images, and
+  elementwise layers run on contiguous memory (about 5x faster than on a strided view).
+* The batch is processed in chunks whose unfolded matrix stays near :data:`CHUNK_BYTES`
+  (2 MB measured best: cache-sized, and a bounded peak memory at large batches).
+* Thin layers (few multiply-adds per sample, e.g. ``c_I = 1``) multiply per sample in one
+  batched ``matmul`` call (:data:`BATCHED_MACS`): such products are below the size where
+  OpenBLAS starts threads, so they never wait for a worker thread that another process has
+  preempted.  Larger layers use one product per chunk, threaded by the BLAS.
+* The padded images, the unfolded chunk, the ``dY`` grids and the fold accumulator are
+  *work buffers* kept per thread in a small LRU cache keyed by (role, namespace, device,
+  dtype, shape): repeated calls reuse them instead of faulting in fresh pages.  Nothing
+  returned to the caller ever aliases a work buffer: outputs are fresh arrays (matrix
+  products or explicit copies).
+
+Only Array API functions are used (``zeros``, ``empty``, ``reshape``, ``permute_dims``,
+``matmul``, slicing and slice assignment), so NumPy, CuPy, PyTorch and array_api_strict
+all run this same code.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from collections import OrderedDict
+
 from .. import backend
 
+#: Target size in bytes of one unfolded chunk ``(c_I h_K w_K, n_chunk h_O1 w_P)``.
+CHUNK_BYTES = 2 << 20
+#: Per-thread budget in bytes of cached work buffers (least recently used ones go first).
+CACHE_BYTES = 192 << 20
+#: Products of one sample at most this large (multiply-adds ``c_O c_I h_K w_K h_O1 w_P``) run
+#: as a batch of per-sample matrix products (one call, looping over the batch): each is below
+#: the size where BLAS starts threads, which gain nothing on such thin products and stall
+#: when another process holds the other core.  Larger layers use one product per chunk.
+BATCHED_MACS = 1 << 18
+#: ``"auto"`` (by :data:`BATCHED_MACS`), or True / False to force one form of the products.
+BATCHED = "auto"
+#: How ``dX`` is computed: ``"auto"`` picks by size, ``"fold"`` or ``"correlate"`` force one.
+DX_METHOD = "auto"
+#: ``"correlate"`` is used while its unfolded grid is at most this many times ``dcols``.
+FOLD_RATIO = 1.5
 
-def _pad(xp, x, ph: int, pw: int):
-    if ph == 0 and pw == 0:
-        return x
-    n, c, h, w = x.shape
-    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype, device=backend.device(x))
-    out[:, :, ph : ph + h, pw : pw + w] = x
-    return out
+
+class _Buffers(threading.local):
+    def __init__(self):
+        self.entries: OrderedDict = OrderedDict()
+        self.nbytes = 0
 
 
-def _unfold(xp, xpad, kh: int, kw: int):
-    """``cols`` of shape ``(c_I * h_K * w_K, n * h_O1 * w_P)`` and the grid ``(h_O1, w_P)``."""
-    n, c, hp, wp = xpad.shape
-    oh = hp - kh + 1
-    length = oh * wp
-    flat = xp.reshape(xp.permute_dims(xpad, (1, 0, 2, 3)), (c, n, hp * wp))
-    if kw > 1:
-        tail = xp.zeros((c, n, kw - 1), dtype=xpad.dtype, device=backend.device(xpad))
-        flat = xp.concat([flat, tail], axis=2)
-    shifts = [flat[:, :, i * wp + j : i * wp + j + length] for i in range(kh) for j in range(kw)]
-    cols = xp.stack(shifts, axis=1)  # (c, kh*kw, n, length)
-    return xp.reshape(cols, (c * kh * kw, n * length)), oh, wp
+_local = _Buffers()
+
+
+def clear_buffers() -> None:
+    """Drop this thread's cached work buffers."""
+    _local.entries.clear()
+    _local.nbytes = 0
+
+
+def buffer_bytes() -> int:
+    """Bytes held by this thread's cached work buffers."""
+    return _local.nbytes
+
+
+_ITEMSIZE: dict = {}
+
+
+def _itemsize(xp, dtype) -> int:
+    key = (xp, dtype)
+    size = _ITEMSIZE.get(key)
+    if size is None:
+        info = xp.finfo(dtype) if xp.isdtype(dtype, "real floating") else xp.iinfo(dtype)
+        size = _ITEMSIZE[key] = info.bits // 8
+    return size
+
+
+def _workspace(xp, role: str, shape: tuple, dtype, dev):
+    """A zero-initialised work buffer, reused across calls with the same key.
+
+    Callers only ever write the positions they overwrite on every call, so the zeros that
+    matter (padding, the extra row, wrap-around columns, skipped strides) stay zero.
+    """
+    key = (role, xp, dev, dtype, shape)  # all hashable (modules, devices, dtypes, tuples)
+    entries = _local.entries
+    buf = entries.get(key)
+    if buf is not None:
+        entries.move_to_end(key)
+        return buf
+    nbytes = math.prod(shape) * _itemsize(xp, dtype)
+    while entries and _local.nbytes + nbytes > CACHE_BYTES:
+        _, old = entries.popitem(last=False)
+        _local.nbytes -= math.prod(old.shape) * _itemsize(xp, old.dtype)
+    buf = xp.zeros(shape, dtype=dtype, device=dev)
+    if nbytes <= CACHE_BYTES:
+        entries[key] = buf
+        _local.nbytes += nbytes
+    return buf
+
+
+class _Geometry:
+    """Sizes shared by forward and backward, and the batch chunks."""
+
+    def __init__(self, xp, x, k, stride, padding):
+        self.n, self.c, self.h, self.w = x.shape
+        self.o, _, self.kh, self.kw = k.shape
+        self.sh, self.sw = stride
+        self.ph, self.pw = padding
+        self.hp, self.wp = self.h + 2 * self.ph, self.w + 2 * self.pw
+        self.rows = self.hp + (1 if self.kw > 1 else 0)  # one zero row absorbs the last shift
+        self.rows_full = self.rows + self.kh - 1  # the dY grid with h_K - 1 zero rows in front
+        self.oh1, self.ow1 = self.hp - self.kh + 1, self.wp - self.kw + 1
+        self.oh, self.ow = (self.oh1 - 1) // self.sh + 1, (self.ow1 - 1) // self.sw + 1
+        self.length = self.oh1 * self.wp  # grid length per image
+        self.taps = self.kh * self.kw
+        self.shifts = [i * self.wp + j for i in range(self.kh) for j in range(self.kw)]
+        macs = self.o * self.c * self.taps * self.length
+        self.batched = macs <= BATCHED_MACS if BATCHED == "auto" else bool(BATCHED)
+        per_sample = self.c * self.taps * self.length * _itemsize(xp, x.dtype)
+        chunk = max(1, min(self.n, CHUNK_BYTES // max(per_sample, 1)))
+        count = -(-self.n // chunk)
+        size = -(-self.n // count) if self.n else 1
+        self.chunks = [(a, min(a + size, self.n)) for a in range(0, self.n, size)] or [(0, 0)]
+
+    def unfold(self, xp, xcm, a, b, dtype, dev):
+        """Fill and return the cached ``cols`` of samples ``a:b``, ``(c_I h_K w_K, m L)``."""
+        m, c, length = b - a, self.c, self.length
+        xbuf = _workspace(xp, "x", (c, m, self.rows, self.wp), dtype, dev)
+        xbuf[:, :, self.ph : self.ph + self.h, self.pw : self.pw + self.w] = xcm[:, a:b, ...]
+        flat = xp.reshape(xbuf, (c, m, self.rows * self.wp))
+        cols = _workspace(xp, "cols", (c, self.taps, m, length), dtype, dev)
+        for t, s in enumerate(self.shifts):
+            cols[:, t, ...] = flat[:, :, s : s + length]
+        return xp.reshape(cols, (c * self.taps, m * length))
+
+    def product(self, xp, a, b, m):
+        """``a @ b`` for ``b`` of shape ``(r, m L)`` (the batch axis of length ``m`` inside its
+        columns), returned as ``(rows of a, m, L)``.  Batched form: one product per sample."""
+        per = b.shape[1] // max(m, 1)
+        if not self.batched:
+            return xp.reshape(xp.matmul(a, b), (a.shape[0], m, per))
+        bb = xp.permute_dims(xp.reshape(b, (b.shape[0], m, per)), (1, 0, 2))
+        return xp.permute_dims(xp.matmul(a, bb), (1, 0, 2))  # a view of the (m, rows, L) result
+
+    def product_t(self, xp, a, b, m):
+        """``a @ b^T`` with both ``(r, m L)``: the reduction over batch and pixels (eq. 18)."""
+        if not self.batched:
+            return xp.matmul(a, xp.matrix_transpose(b))
+        ab = xp.permute_dims(xp.reshape(a, (a.shape[0], m, a.shape[1] // max(m, 1))), (1, 0, 2))
+        bb = xp.permute_dims(xp.reshape(b, (b.shape[0], m, b.shape[1] // max(m, 1))), (1, 2, 0))
+        return xp.sum(xp.matmul(ab, bb), axis=0)
 
 
 def forward(xp, x, k, stride, padding):
-    n, c, h, w = x.shape
-    o, _, kh, kw = k.shape
-    xpad = _pad(xp, x, *padding)
-    cols, oh1, wp = _unfold(xp, xpad, kh, kw)
-    ow1 = wp - kw + 1
-    y = xp.matmul(xp.reshape(k, (o, c * kh * kw)), cols)  # (o, n * oh1 * wp)
-    y = xp.reshape(y, (o, n, oh1, wp))[:, :, :: stride[0], : ow1 : stride[1]]
+    """``Y (n, c_O, h_O, w_O)``, a channel-major view of a fresh ``(c_O, n, h_O, w_O)`` array."""
+    g = _Geometry(xp, x, k, stride, padding)
+    dev, dtype = backend.device(x), x.dtype
+    xcm = xp.permute_dims(x, (1, 0, 2, 3))
+    k2 = xp.reshape(k, (g.o, g.c * g.taps))
+    rows = slice(None, None, g.sh)
+    cols_ = slice(None, g.ow1, g.sw)
+    if len(g.chunks) == 1 and g.wp == g.ow and g.sh == 1 and not g.batched:  # nothing to slice off: no copy
+        y = xp.matmul(k2, g.unfold(xp, xcm, 0, g.n, dtype, dev))  # fresh (c_O, n L)
+        return xp.permute_dims(xp.reshape(y, (g.o, g.n, g.oh, g.ow)), (1, 0, 2, 3))
+    # a contiguous result: elementwise layers downstream run ~5x faster than on a view with gaps
+    y = xp.empty((g.o, g.n, g.oh, g.ow), dtype=dtype, device=dev)
+    for a, b in g.chunks:
+        yc = g.product(xp, k2, g.unfold(xp, xcm, a, b, dtype, dev), b - a)
+        y[:, a:b, ...] = xp.reshape(yc, (g.o, b - a, g.oh1, g.wp))[:, :, rows, cols_]
     return xp.permute_dims(y, (1, 0, 2, 3))
 
 
+def _dx_method(g) -> str:
+    """``"correlate"`` (unfold the padded ``dY`` grid, one product, no fold) or ``"fold"``."""
+    if DX_METHOD != "auto":
+        return DX_METHOD
+    return "correlate" if g.o * g.rows_full <= FOLD_RATIO * g.c * g.oh1 else "fold"
+
+
 def backward(xp, x, k, dy, stride, padding, input_gradient):
-    n, c, h, w = x.shape
-    o, _, kh, kw = k.shape
-    ph, pw = padding
-    xpad = _pad(xp, x, ph, pw)
-    cols, oh1, wp = _unfold(xp, xpad, kh, kw)
-    hp = h + 2 * ph
-    length = oh1 * wp
-    dev = backend.device(x)
-    # dY on the stride-1 grid of width w_P; the wrap-around columns (and skipped strides) stay 0.
-    grid = xp.zeros((o, n, oh1, wp), dtype=dy.dtype, device=dev)
-    oh, ow = dy.shape[2], dy.shape[3]
-    grid[:, :, : (oh - 1) * stride[0] + 1 : stride[0], : (ow - 1) * stride[1] + 1 : stride[1]] = (
-        xp.permute_dims(dy, (1, 0, 2, 3))
-    )
-    grid = xp.reshape(grid, (o, n * length))
-    dk = xp.reshape(xp.matmul(grid, xp.matrix_transpose(cols)), k.shape)  # eq. 18
-    if not input_gradient:
-        return None, dk
-    dcols = xp.matmul(xp.matrix_transpose(xp.reshape(k, (o, c * kh * kw))), grid)
-    dcols = xp.reshape(dcols, (c, kh * kw, n, length))
-    dflat = xp.zeros((c, n, hp * wp + kw - 1), dtype=x.dtype, device=dev)
-    for i in range(kh):  # fold: the transpose of the unfold's shifts (eq. 20)
-        for j in range(kw):
-            s = i * wp + j
-            dflat[:, :, s : s + length] = dflat[:, :, s : s + length] + dcols[:, i * kw + j, ...]
-    dxpad = xp.reshape(dflat[:, :, : hp * wp], (c, n, hp, wp))
-    dx = xp.permute_dims(dxpad[:, :, ph : ph + h, pw : pw + w], (1, 0, 2, 3))
+    """``(dX, dK)``: eq. 20 (``None`` unless ``input_gradient``) and eq. 18."""
+    g = _Geometry(xp, x, k, stride, padding)
+    dev, dtype = backend.device(x), x.dtype
+    xcm = xp.permute_dims(x, (1, 0, 2, 3))
+    dycm = xp.permute_dims(dy, (1, 0, 2, 3))
+    k2 = xp.reshape(k, (g.o, g.c * g.taps))
+    length, taps = g.length, g.taps
+    rows_dy = slice(None, (g.oh - 1) * g.sh + 1, g.sh)
+    cols_dy = slice(None, (g.ow - 1) * g.sw + 1, g.sw)
+    method = _dx_method(g) if input_gradient else None
+    if method == "correlate":
+        # dXpad[c, n, p] = sum_{o, t} K[o, c, t] grid[o, n, p - s_t]: the grid placed after
+        # F = (h_K - 1) w_P + w_K - 1 zeros, unfolded with offsets F - s_t (eq. 20 as a full
+        # convolution, computed as a cross-correlation of the padded grid).
+        front = (g.kh - 1) * g.wp + g.kw - 1
+        kg = xp.reshape(xp.permute_dims(k, (1, 0, 2, 3)), (g.c, g.o * taps))
+        full_rows = (slice(g.kh - 1, g.kh - 1 + (g.oh - 1) * g.sh + 1, g.sh),)
+        full_cols = (slice(g.kw - 1, g.kw - 1 + (g.ow - 1) * g.sw + 1, g.sw),)
+        plen = g.hp * g.wp
+    elif method == "fold":
+        k2t = xp.matrix_transpose(k2)
+    dk = None
+    dx = xp.empty((g.c, g.n, g.h, g.w), dtype=dtype, device=dev) if input_gradient else None
+    for a, b in g.chunks:
+        m = b - a
+        grid = _workspace(xp, "grid", (g.o, m, g.oh1, g.wp), dtype, dev)
+        grid[:, :, rows_dy, cols_dy] = dycm[:, a:b, ...]
+        grid2 = xp.reshape(grid, (g.o, m * length))
+        cols = g.unfold(xp, xcm, a, b, dtype, dev)
+        part = g.product_t(xp, grid2, cols, m)  # eq. 18, (c_O, c_I h_K w_K)
+        dk = part if dk is None else dk + part
+        if method == "correlate":
+            gpad = _workspace(xp, "gridpad", (g.o, m, g.rows_full, g.wp), dtype, dev)
+            gpad[(slice(None), slice(None)) + full_rows + full_cols] = dycm[:, a:b, ...]
+            flat = xp.reshape(gpad, (g.o, m, g.rows_full * g.wp))
+            gcols = _workspace(xp, "gridcols", (g.o, taps, m, plen), dtype, dev)
+            for t, s in enumerate(g.shifts):
+                gcols[:, t, ...] = flat[:, :, front - s : front - s + plen]
+            dxp = g.product(xp, kg, xp.reshape(gcols, (g.o * taps, m * plen)), m)  # (c_I, m, h_P w_P)
+            dxp = xp.reshape(dxp, (g.c, m, g.hp, g.wp))
+            dx[:, a:b, ...] = dxp[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w]
+        elif method == "fold":
+            dcols = xp.reshape(g.product(xp, k2t, grid2, m), (g.c, taps, m, length))
+            acc = _workspace(xp, "fold", (g.c, m, g.rows * g.wp), dtype, dev)
+            acc[:, :, :length] = dcols[:, 0, ...]
+            acc[:, :, length:] = 0
+            for t in range(1, taps):  # the fold: transpose of the unfold's shifts (eq. 20)
+                s = g.shifts[t]
+                acc[:, :, s : s + length] += dcols[:, t, ...]
+            acc4 = xp.reshape(acc, (g.c, m, g.rows, g.wp))
+            dx[:, a:b, ...] = acc4[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w]
+    dk = xp.reshape(dk, k.shape)
+    if dx is not None:
+        dx = xp.permute_dims(dx, (1, 0, 2, 3))
     return dx, dk

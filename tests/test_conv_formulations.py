@@ -1,0 +1,158 @@
+"""Every path of the generic convolution agrees with the per-sample loops of ops/reference.py.
+
+Paths of :mod:`xpcnn.ops._flat_shift`: one chunk or several (``CHUNK_BYTES``), ``dX`` by
+the fold or by correlating the padded ``dY`` grid (``DX_METHOD``), one product per chunk or
+per-sample products (``BATCHED``), and the work-buffer cache
+(on, or evicted at every call through a tiny ``CACHE_BYTES``).  Random shapes include odd
+sizes, padding, strides, rectangular kernels and one input channel.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn.ops import _flat_shift, reference
+
+PATHS = {  # dX method, CHUNK_BYTES, CACHE_BYTES (None: default), per-sample products
+    "fold, 1 chunk": ("fold", 1 << 40, None, False),
+    "correlate, 1 chunk": ("correlate", 1 << 40, None, False),
+    "fold, chunks": ("fold", 1, None, False),
+    "correlate, chunks": ("correlate", 1, None, False),
+    "fold, batched, chunks": ("fold", 2000, None, True),
+    "correlate, batched, 1 chunk": ("correlate", 1 << 40, None, True),
+    "auto, no cache": ("auto", 700, 1, "auto"),
+}
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request, monkeypatch):
+    method, chunk, cache, batched = PATHS[request.param]
+    monkeypatch.setattr(_flat_shift, "DX_METHOD", method)
+    monkeypatch.setattr(_flat_shift, "BATCHED", batched)
+    monkeypatch.setattr(_flat_shift, "CHUNK_BYTES", chunk)
+    if cache is not None:
+        monkeypatch.setattr(_flat_shift, "CACHE_BYTES", cache)
+    _flat_shift.clear_buffers()
+    yield request.param
+    _flat_shift.clear_buffers()
+
+
+def _random_case(seed):
+    r = np.random.default_rng(seed)
+    n, c, o = int(r.integers(1, 5)), int(r.choice([1, 1, 2, 3, 5])), int(r.integers(1, 6))
+    kh, kw = int(r.integers(1, 5)), int(r.integers(1, 5))
+    ph, pw = int(r.integers(0, 3)), int(r.integers(0, 3))
+    sh, sw = int(r.integers(1, 4)), int(r.integers(1, 4))
+    h = int(r.integers(max(1, kh - 2 * ph), 12))
+    w = int(r.integers(max(1, kw - 2 * pw), 12))
+    return n, c, o, h, w, kh, kw, (sh, sw), (ph, pw)
+
+
+CASES = [_random_case(seed) for seed in range(8)] + [
+    (3, 1, 8, 28, 28, 3, 3, (1, 1), (0, 0)),  # the first LeNet layer (C_in = 1)
+    (2, 8, 16, 13, 11, 3, 3, (1, 1), (1, 1)),  # odd sizes, "same" padding
+    (5, 3, 2, 9, 7, 3, 3, (2, 2), (0, 0)),  # c_I > c_O, stride 2
+    (1, 2, 3, 3, 3, 3, 3, (1, 1), (0, 0)),  # a 1x1 output
+]
+
+
+@functools.cache
+def _data(case):
+    """Seeded inputs and the loops' results for ``case``, computed once (the loops are slow)."""
+    n, c, o, h, w, kh, kw, stride, padding = case
+    rng = np.random.default_rng(CASES.index(case))
+    x, k = rng.normal(size=(n, c, h, w)), rng.normal(size=(o, c, kh, kw))
+    y_ref = reference.conv2d_forward(x, k, stride, padding)
+    dy = rng.normal(size=y_ref.shape)
+    return (x, k, dy), (y_ref, *reference.conv2d_backward(x, k, dy, stride, padding))
+
+
+def _run(be, case, dtype):
+    (x, k, dy), ref = _data(case)
+    args = dict(stride=case[7], padding=case[8])
+    y = xpcnn.conv2d_forward(be.asarray(x, dtype), be.asarray(k, dtype), **args)
+    dx, dk = xpcnn.conv2d_backward(be.asarray(x, dtype), be.asarray(k, dtype), be.asarray(dy, dtype), **args)
+    return (y, dx, dk), ref
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_paths_match_reference(be, path, case):
+    got, ref = _run(be, case, "float64")
+    for g, r in zip(got, ref, strict=True):
+        host = be.to_host(g)
+        assert host.shape == r.shape
+        np.testing.assert_allclose(host, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES[-4:], ids=str)
+def test_paths_float32(be, path, case):
+    got, ref = _run(be, case, "float32")
+    for g, r in zip(got, ref, strict=True):
+        assert xpcnn.backend.dtype_name(g.dtype) == "float32"
+        np.testing.assert_allclose(be.to_host(g), r, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(r).max()))
+
+
+def test_input_gradient_false(be, path):
+    case = CASES[-3]
+    (x, k, dy), (_, _, dk_ref) = _data(case)
+    dx, dk = xpcnn.conv2d_backward(
+        be.asarray(x), be.asarray(k), be.asarray(dy), stride=case[7], padding=case[8], input_gradient=False
+    )
+    assert dx is None
+    np.testing.assert_allclose(be.to_host(dk), dk_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_results_never_alias_work_buffers(be, path, rng):
+    """Two calls with the same shapes, both results kept: the first must not change."""
+    n, c, o, h, w = 3, 2, 4, 9, 8
+    args = dict(stride=1, padding=1)
+    x1, x2 = rng.normal(size=(2, n, c, h, w))
+    k = be.asarray(rng.normal(size=(o, c, 3, 3)))
+    dy1, dy2 = rng.normal(size=(2, n, o, h, w))
+    y1 = xpcnn.conv2d_forward(be.asarray(x1), k, **args)
+    dx1, dk1 = xpcnn.conv2d_backward(be.asarray(x1), k, be.asarray(dy1), **args)
+    saved = [np.array(be.to_host(a), copy=True) for a in (y1, dx1, dk1)]
+    y2 = xpcnn.conv2d_forward(be.asarray(x2), k, **args)
+    dx2, dk2 = xpcnn.conv2d_backward(be.asarray(x2), k, be.asarray(dy2), **args)
+    for before, after in zip(saved, (y1, dx1, dk1), strict=True):
+        np.testing.assert_array_equal(be.to_host(after), before)
+    for first, second in zip((y1, dx1, dk1), (y2, dx2, dk2), strict=True):
+        assert not np.array_equal(be.to_host(first), be.to_host(second))
+    # and writing into a result does not leak into the next call
+    y1[...] = 0
+    y3 = xpcnn.conv2d_forward(be.asarray(x2), k, **args)
+    np.testing.assert_array_equal(be.to_host(y3), be.to_host(y2))
+
+
+def test_buffer_cache_is_bounded(monkeypatch, rng):
+    monkeypatch.setattr(_flat_shift, "CACHE_BYTES", 512 << 10)
+    _flat_shift.clear_buffers()
+    x = rng.normal(size=(4, 3, 20, 20))
+    k = rng.normal(size=(5, 3, 3, 3))
+    for size in (20, 18, 16):
+        xpcnn.conv2d_forward(x[:, :, :size, :size], k)
+        assert 0 < _flat_shift.buffer_bytes() <= 512 << 10
+    _flat_shift.clear_buffers()
+    assert _flat_shift.buffer_bytes() == 0
+
+
+def test_layer_matches_reference_with_chunks(monkeypatch, rng):
+    """The Convolutional layer on several chunks: eq. 17-20 against the loops, bias included."""
+    monkeypatch.setattr(_flat_shift, "CHUNK_BYTES", 1)
+    layer = xpcnn.Convolutional((3, 7, 6), 3, 4, padding=1, seed=2, dtype="float64")
+    layer.biases = layer.placement.asarray(rng.normal(size=4), dtype="float64")
+    x = rng.normal(size=(5, 3, 7, 6))
+    y = layer.forward(layer.placement.asarray(x, dtype="float64"))
+    k = xpcnn.to_host(layer.kernels)
+    b = xpcnn.to_host(layer.biases)
+    np.testing.assert_allclose(
+        xpcnn.to_host(y), reference.conv2d_forward(x, k, (1, 1), (1, 1)) + b[:, None, None]
+    )
+    dy = rng.normal(size=y.shape)
+    dx = layer.backward(layer.placement.asarray(dy, dtype="float64"))
+    dx_ref, dk_ref = reference.conv2d_backward(x, k, dy, (1, 1), (1, 1))
+    np.testing.assert_allclose(xpcnn.to_host(dx), dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xpcnn.to_host(layer.grads["kernels"]), dk_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xpcnn.to_host(layer.grads["biases"]), dy.sum(axis=(0, 2, 3)), rtol=1e-10)
