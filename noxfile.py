@@ -9,7 +9,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "cuda_compile"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel

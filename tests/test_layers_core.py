@@ -1,5 +1,7 @@
 """Dense and Convolutional: float64 finite-difference checks and placement rules."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -117,12 +119,20 @@ class TestBadInput:
         with pytest.raises(ValueError, match="Received output_size=0"):
             xpcnn.Dense(3, 0)
 
-    def test_numpy_into_other_device(self, be):
-        if be.name == "numpy":
-            pytest.skip("needs a second placement")
+    def test_data_on_another_placement(self, be):
+        """NumPy data into a model elsewhere, and data from elsewhere into a NumPy model."""
+        import array_api_strict as strict
+
+        other = xpcnn.backend.Placement.of(strict, strict.Device("device1"))
+        if be.place == other:
+            other = xpcnn.placement("cpu")
         layer = xpcnn.Dense(4, 2, dtype="float64").to(be.place)
-        with pytest.raises(ValueError, match=r"the input is on cpu but the parameters are on"):
-            layer.forward(np.ones((1, 4)))
+        x = other.asarray(np.ones((1, 4)), dtype="float64")
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"the input is on {other.name} but the parameters are on {be.place.name}"),
+        ):
+            layer.forward(x)
 
     def test_convolutional(self, be):
         conv = xpcnn.Convolutional((3, 6, 6), 3, 2, dtype="float64").to(be.place)
