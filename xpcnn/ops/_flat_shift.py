@@ -98,11 +98,13 @@ def _itemsize(xp, dtype) -> int:
     return size
 
 
-def _workspace(xp, role: str, shape: tuple, dtype, dev):
+def _workspace(xp, role, shape: tuple, dtype, dev):
     """A zero-initialised work buffer, reused across calls with the same key.
 
     Callers only ever write the positions they overwrite on every call, so the zeros that
-    matter (padding, the extra row, wrap-around columns, skipped strides) stay zero.
+    matter (padding, the extra row, wrap-around columns, skipped strides) stay zero.  Which
+    positions are written depends on more than the buffer's shape (two geometries can share
+    a shape), so ``role`` must name the geometry too (see ``_Geometry.tag``).
     """
     key = (role, xp, dev, dtype, shape)  # all hashable (modules, devices, dtypes, tuples)
     entries = _local.entries
@@ -136,6 +138,8 @@ class _Geometry:
         self.oh, self.ow = (self.oh1 - 1) // self.sh + 1, (self.ow1 - 1) // self.sw + 1
         self.length = self.oh1 * self.wp  # grid length per image
         self.taps = self.kh * self.kw
+        # buffers of equal shape from different geometries have their zeros in different places
+        self.tag = (self.h, self.w, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
         self.shifts = [i * self.wp + j for i in range(self.kh) for j in range(self.kw)]
         macs = self.o * self.c * self.taps * self.length
         self.batched = macs <= BATCHED_MACS if BATCHED == "auto" else bool(BATCHED)
@@ -148,7 +152,7 @@ class _Geometry:
     def unfold(self, xp, xcm, a, b, dtype, dev):
         """Fill and return the cached ``cols`` of samples ``a:b``, ``(c_I h_K w_K, m L)``."""
         m, c, length = b - a, self.c, self.length
-        xbuf = _workspace(xp, "x", (c, m, self.rows, self.wp), dtype, dev)
+        xbuf = _workspace(xp, ("x", self.tag), (c, m, self.rows, self.wp), dtype, dev)
         xbuf[:, :, self.ph : self.ph + self.h, self.pw : self.pw + self.w] = xcm[:, a:b, ...]
         flat = xp.reshape(xbuf, (c, m, self.rows * self.wp))
         cols = _workspace(xp, "cols", (c, self.taps, m, length), dtype, dev)
@@ -226,14 +230,14 @@ def backward(xp, x, k, dy, stride, padding, input_gradient):
     dx = xp.empty((g.c, g.n, g.h, g.w), dtype=dtype, device=dev) if input_gradient else None
     for a, b in g.chunks:
         m = b - a
-        grid = _workspace(xp, "grid", (g.o, m, g.oh1, g.wp), dtype, dev)
+        grid = _workspace(xp, ("grid", g.tag), (g.o, m, g.oh1, g.wp), dtype, dev)
         grid[:, :, rows_dy, cols_dy] = dycm[:, a:b, ...]
         grid2 = xp.reshape(grid, (g.o, m * length))
         cols = g.unfold(xp, xcm, a, b, dtype, dev)
         part = g.product_t(xp, grid2, cols, m)  # eq. 18, (c_O, c_I h_K w_K)
         dk = part if dk is None else dk + part
         if method == "correlate":
-            gpad = _workspace(xp, "gridpad", (g.o, m, g.rows_full, g.wp), dtype, dev)
+            gpad = _workspace(xp, ("gridpad", g.tag), (g.o, m, g.rows_full, g.wp), dtype, dev)
             gpad[(slice(None), slice(None)) + full_rows + full_cols] = dycm[:, a:b, ...]
             flat = xp.reshape(gpad, (g.o, m, g.rows_full * g.wp))
             gcols = _workspace(xp, "gridcols", (g.o, taps, m, plen), dtype, dev)
