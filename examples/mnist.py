@@ -28,6 +28,8 @@ def main(argv=None) -> float:
     parser.add_argument("--save", metavar="PATH", help="write a checkpoint there, then reload it to check")
     parser.add_argument("--smoke", action="store_true", help="a fast run: 1,000 training digits, 2 epochs")
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"argument --epochs: expected a strictly positive integer, received {args.epochs}")
 
     recipe = zoo.RECIPES["digits"]
     epochs = args.epochs or (recipe.smoke_epochs if args.smoke else recipe.epochs)

@@ -28,6 +28,8 @@ def main(argv=None) -> float:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="a fast run (fewer epochs)")
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"argument --epochs: expected a strictly positive integer, received {args.epochs}")
 
     recipe = zoo.RECIPES["binary"]
     epochs = args.epochs or (recipe.smoke_epochs if args.smoke else recipe.epochs)

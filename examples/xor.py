@@ -23,6 +23,8 @@ def main(argv=None) -> float:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a fast run: 500 epochs")
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"argument --epochs: expected a strictly positive integer, received {args.epochs}")
     epochs = args.epochs or (500 if args.smoke else 1000)
 
     x, y = zoo.xor_data()  # (4, 2) inputs, (4, 1) targets, float64 host arrays

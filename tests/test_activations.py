@@ -188,13 +188,15 @@ def test_aliases_and_generic_activation_is_not_saveable():
 class TestBadInput:
     def test_parameters(self):
         with pytest.raises(
-            ValueError, match=r"Gaussian: Expected a strictly positive value. Received sigma=0"
+            ValueError, match=r"Gaussian: Expected a strictly positive, finite value. Received sigma=0"
         ):
             xpcnn.Gaussian(sigma=0)
-        with pytest.raises(ValueError, match=r"Multiquadratic: Expected a non-zero value. Received a=0"):
+        with pytest.raises(
+            ValueError, match=r"Multiquadratic: Expected a non-zero, finite value. Received a=0"
+        ):
             xpcnn.Multiquadratic(a=0)
         with pytest.raises(
-            ValueError, match=r"InverseMultiquadratic: Expected a non-zero value. Received a=0.0"
+            ValueError, match=r"InverseMultiquadratic: Expected a non-zero, finite value. Received a=0.0"
         ):
             xpcnn.InverseMultiquadratic(c=1.0, a=0.0)
         with pytest.raises(ValueError, match=r"Linear: Expected a finite value. Received a=inf"):
@@ -202,10 +204,10 @@ class TestBadInput:
         with pytest.raises(TypeError, match=r"Expected a real number. Received b='2'"):
             xpcnn.Linear(b="2")
         with pytest.raises(
-            ValueError, match=r"gaussian: Expected a strictly positive value. Received sigma=-1"
+            ValueError, match=r"gaussian: Expected a strictly positive, finite value. Received sigma=-1"
         ):
             A.gaussian(np.ones(3), sigma=-1)
-        with pytest.raises(ValueError, match=r"inverse_multiquadratic: Expected a non-zero value"):
+        with pytest.raises(ValueError, match=r"inverse_multiquadratic: Expected a non-zero, finite value"):
             A.inverse_multiquadratic(np.ones(3), a=0)
         with pytest.raises(
             TypeError, match=r"Activation: expected f_prime to be callable. Received f_prime=2"

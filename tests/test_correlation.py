@@ -1,5 +1,7 @@
 """Cross-correlation and convolution: the notes' worked examples and the NCHW primitive."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,9 @@ def test_eq15_convolution_is_correlation_with_rot180(be, rng, mode):
 
 def test_2d_bad_input(be):
     x = be.asarray(np.ones((3, 3)))
-    with pytest.raises(ValueError, match='mode must be "valid" or "full"'):
+    with pytest.raises(
+        ValueError, match=r'correlate2d: Expected mode "valid" or "full"\. Received mode=\'same\'\.'
+    ):
         xpcnn.correlate2d(x, x, mode="same")
     with pytest.raises(ValueError, match="must fit inside the input"):
         xpcnn.correlate2d(be.asarray(np.ones((2, 2))), x)
@@ -106,3 +110,24 @@ def test_nchw_bad_input(be):
         xpcnn.conv2d_forward(x, k, padding=-1)
     with pytest.raises(ValueError, match=r"expected dy of shape \(1, 3, 3, 3\)"):
         xpcnn.conv2d_backward(x, k, be.asarray(np.zeros((1, 3, 2, 2))))
+
+
+def test_nchw_arrays_on_two_placements(be):
+    """x, the kernel and dy must live together; the error names both placements."""
+    import array_api_strict as strict
+
+    strict_place = xpcnn.Placement.of(strict, strict.Device("device1"))
+    other = xpcnn.placement("cpu") if be.name == "strict" else strict_place
+    x = be.asarray(np.zeros((1, 2, 5, 5)))
+    k = be.asarray(np.ones((3, 2, 3, 3)))
+    k_elsewhere = other.asarray(np.ones((3, 2, 3, 3)), "float64")
+    dy_elsewhere = other.asarray(np.zeros((1, 3, 3, 3)), "float64")
+    here, there = re.escape(be.place.name), re.escape(other.name)
+    with pytest.raises(ValueError, match=rf"conv2d_forward: the kernel is on {there} but x is on {here}\."):
+        xpcnn.conv2d_forward(x, k_elsewhere)
+    with pytest.raises(ValueError, match=rf"conv2d_backward: dy is on {there} but x is on {here}\."):
+        xpcnn.conv2d_backward(x, k, dy_elsewhere)
+    with pytest.raises(
+        ValueError, match=rf"correlate2d: the kernel is on {there} but the input is on {here}\."
+    ):
+        xpcnn.correlate2d(x[0, 0, ...], k_elsewhere[0, 0, ...])

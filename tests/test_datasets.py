@@ -92,7 +92,7 @@ def test_digits_options():
         (dict(test_size=5000), ValueError, "0 <= test_size < 5000"),
         (dict(test_size=-1), ValueError, "0 <= test_size"),
         (dict(test_size=0.2), ValueError, "test_size=0.2"),
-        (dict(seed=-3), ValueError, "non-negative integer seed"),
+        (dict(seed=-3), ValueError, r"Expected a non-negative integer\. Received seed=-3\."),
         (dict(classes=(1, 1)), ValueError, "distinct"),
         (dict(classes=()), ValueError, "non-empty"),
         (dict(classes=(0, 10)), ValueError, "class labels in 0..9"),

@@ -108,6 +108,21 @@ def test_demo_rejects_bad_arguments(args, message):
     assert "Test accuracy" not in done.stdout
 
 
+@pytest.mark.parametrize("example", ["xor.py", "mnist_binary.py", "mnist.py"])
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_examples_reject_a_non_positive_epoch_count(example, epochs):
+    done = subprocess.run(
+        [sys.executable, EXAMPLES / example, "--epochs", epochs, "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2, done
+    assert f"--epochs: expected a strictly positive integer, received {epochs}" in done.stderr, done.stderr
+    assert "loss" not in done.stdout.lower()
+
+
 def test_main_without_a_command_prints_help(capsys):
     from xpcnn.__main__ import main
 

@@ -154,3 +154,24 @@ class TestBadInput:
             xpcnn.Convolutional((3, 6, 6), 3, 2, padding=-1)
         with pytest.raises(ValueError, match="strictly positive integers for kernel_size"):
             xpcnn.Convolutional((3, 6, 6), 0, 2)
+
+
+@pytest.mark.parametrize("winograd", [False, True], ids=["flat-shift", "winograd"])
+def test_convolutional_results_are_fresh_arrays(be, rng, monkeypatch, winograd):
+    """Forward adds the bias in place and the ops reuse cached work buffers: a later call must
+    never change an earlier output or gradient (nothing returned aliases a buffer)."""
+    from xpcnn.ops import _flat_shift
+
+    monkeypatch.setattr(_flat_shift, "WINOGRAD", winograd)
+    conv = xpcnn.Convolutional((8, 6, 6), 3, 8, padding=1, seed=0, dtype="float64").to(be.place)
+    conv.biases = be.asarray(rng.normal(size=8))
+    x1, x2 = be.asarray(rng.normal(size=(2, 8, 6, 6))), be.asarray(rng.normal(size=(2, 8, 6, 6)))
+    g1, g2 = be.asarray(rng.normal(size=(2, 8, 6, 6))), be.asarray(rng.normal(size=(2, 8, 6, 6)))
+    y1 = conv.forward(x1)
+    dx1 = conv.backward(g1)
+    dk1 = conv.gradients()["kernels"]
+    saved = [np.array(be.to_host(a)) for a in (y1, dx1, dk1)]
+    conv.forward(x2)
+    conv.backward(g2)
+    for before, a in zip(saved, (y1, dx1, dk1), strict=True):
+        np.testing.assert_array_equal(be.to_host(a), before)

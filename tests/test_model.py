@@ -88,7 +88,7 @@ def test_fit_on_every_backend(be, rng):
 def test_same_seed_same_losses_and_learning_rate_history():
     x, y = blobs(np.random.default_rng(0))
 
-    def run():
+    def run(seed):
         model = small(seed=3)
         return model.fit(
             x,
@@ -97,26 +97,15 @@ def test_same_seed_same_losses_and_learning_rate_history():
             optimizer=xpcnn.SGD(schedules.StepDecay(0.1, 4, 0.5)),
             epochs=3,
             batch_size=8,
-            seed=42,
+            seed=seed,
             progress=False,
         )
 
-    a, b = run(), run()
+    a, b = run(42), run(42)
     assert a["loss"] == b["loss"]
     # 60 samples / 8 = 8 steps per epoch: last steps 7, 15, 23 -> 0.1 * 0.5 ** (t // 4)
     assert a["learning_rate"] == pytest.approx([0.1 * 0.5 ** (t // 4) for t in (7, 15, 23)])
-    model = small(seed=3)
-    c = model.fit(
-        x,
-        y,
-        loss="mse",
-        optimizer=xpcnn.SGD(schedules.StepDecay(0.1, 4, 0.5)),
-        epochs=3,
-        batch_size=8,
-        seed=43,
-        progress=False,
-    )
-    assert c["loss"] != a["loss"]
+    assert run(43)["loss"] != a["loss"]  # another shuffling seed, other batches
 
 
 def test_integer_labels_stay_integer_for_softmax_cross_entropy(rng):
@@ -283,6 +272,18 @@ def test_early_stopping_on_a_missing_metric_says_what_to_do(rng):
         small().fit(x, y, loss="mse", epochs=2, callbacks=[C.EarlyStopping()], progress=False)
 
 
+def test_model_checkpoint_path_naming_a_missing_value_says_what_to_do(rng, tmp_path):
+    x, y = blobs(rng, n=10)
+    saver = C.ModelCheckpoint(str(tmp_path / "m-{val_loss:.3f}.xpcnn"), monitor="loss")
+    with pytest.raises(
+        ValueError,
+        match=r"ModelCheckpoint: the path .*m-\{val_loss:\.3f\}\.xpcnn' names 'val_loss', which is not among "
+        r"the logged values \['learning_rate', 'loss'\]\. Pass validation_data to fit",
+    ):
+        small().fit(x, y, loss="mse", epochs=2, callbacks=[saver], progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_model_checkpoint_calls_save(rng, tmp_path):
     x, y = blobs(rng, n=10)
     model = small()
@@ -333,6 +334,22 @@ def test_learning_rate_scheduler_and_plateau(rng):
         progress=False,
     )
     assert h["learning_rate"] == pytest.approx([0.2, 0.2, 0.1])
+
+
+def test_reduce_lr_on_plateau_callback_follows_the_optimizer_of_each_fit(rng):
+    x, y = blobs(rng, n=10)
+    reduce = C.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=10.0)
+    model = small()
+    first = model.fit(
+        x, y, loss="mse", optimizer=xpcnn.SGD(0.2), epochs=3, callbacks=[reduce], progress=False
+    )
+    assert first["learning_rate"] == pytest.approx([0.2, 0.2, 0.1])
+    again = model.fit(x, y, epochs=2, callbacks=[reduce], progress=False)  # the same optimizer goes on
+    assert again["learning_rate"] == pytest.approx([0.05, 0.025])
+    fresh = xpcnn.SGD(0.4)
+    h = model.fit(x, y, optimizer=fresh, epochs=3, callbacks=[reduce], progress=False)
+    assert h["learning_rate"] == pytest.approx([0.4, 0.4, 0.2])  # a new optimizer gets its own schedule
+    assert fresh.learning_rate == pytest.approx(0.1)
 
 
 def test_progress_line_fallback_and_tqdm_bar(rng, capsys):
@@ -443,6 +460,11 @@ def test_on_nonfinite_stop_ends_quietly(rng):
             dict(validation_data=(np.zeros((3, 2), "float32"), np.zeros((4, 1), "float32"))),
             ValueError,
             r"val_x and val_y must have the same number",
+        ),
+        (
+            dict(validation_data=(np.zeros((3, 2), "float64"), np.zeros((3, 1), "float32"))),
+            TypeError,
+            r"fit: val_x has dtype float64 but the model is float32; xpcnn never casts silently",
         ),
         (dict(on_nonfinite="ignore"), ValueError, r"on_nonfinite \"raise\" or \"stop\""),
         (dict(loss="accuracy"), ValueError, r"metric without a gradient"),

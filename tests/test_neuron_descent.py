@@ -115,9 +115,13 @@ def test_gradient_descent_on_numbers():
     assert repr(path).startswith("DescentPath(steps=50, F: 9 ->")
 
 
-@pytest.mark.parametrize("lr", [0, -0.1, float("nan"), float("inf"), True, "0.1"])
-def test_gradient_descent_rejects_bad_learning_rates(lr):
-    with pytest.raises(ValueError, match=r"strictly positive, finite learning rate. Received learning_rate="):
+@pytest.mark.parametrize(
+    "lr, error, rule",
+    [(lr, ValueError, "a strictly positive, finite value") for lr in (0, -0.1, float("nan"), float("inf"))]
+    + [(lr, TypeError, "a real number") for lr in (True, "0.1")],
+)
+def test_gradient_descent_rejects_bad_learning_rates(lr, error, rule):
+    with pytest.raises(error, match=rf"gradient_descent: Expected {rule}\. Received learning_rate={lr!r}\."):
         xpcnn.gradient_descent(lambda x: x * x, lambda x: 2 * x, 1.0, lr, 10)
 
 

@@ -171,7 +171,9 @@ class TestBadInput:
             ValueError, match=r"MaxPool2D: padding must be at most half the pool size. Received padding=2"
         ):
             xpcnn.MaxPool2D(3, padding=2)
-        with pytest.raises(TypeError, match="pool_size must be an int or a pair of ints"):
+        with pytest.raises(
+            TypeError, match=r"AvgPool2D: Expected an int or a pair of ints\. Received pool_size='2'\."
+        ):
             xpcnn.AvgPool2D("2")
         layer = xpcnn.MaxPool2D(3)
         with pytest.raises(

@@ -14,10 +14,8 @@ comes as ``softmax_jacobian`` and the product ``softmax_vjp`` instead of ``softm
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from . import backend
+from ._validate import real
 
 __all__ = [
     "FUNCTIONS",
@@ -47,21 +45,6 @@ __all__ = [
 
 def _xp(v, where):
     return backend.check_array(v, "v", where)
-
-
-def real(value, argument: str, rule: str = "finite", where: str = "") -> float:
-    """Validate a scalar parameter: ``rule`` is ``"finite"``, ``"positive"`` or ``"nonzero"``."""
-    prefix = f"{where}: " if where else ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{prefix}Expected a real number. Received {argument}={value!r}.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{prefix}Expected a finite value. Received {argument}={value!r}.")
-    if rule == "positive" and value <= 0:
-        raise ValueError(f"{prefix}Expected a strictly positive value. Received {argument}={value!r}.")
-    if rule == "nonzero" and value == 0:
-        raise ValueError(f"{prefix}Expected a non-zero value. Received {argument}={value!r}.")
-    return value
 
 
 def _scalar(v, xp, value):

@@ -41,11 +41,15 @@ FLOAT_DTYPES = ("float32", "float64")
 
 def array_namespace(*arrays: Any):
     """The Array API namespace of ``arrays`` (they must share one)."""
+    if arrays and all(type(a) is np.ndarray for a in arrays):  # hot path: plain NumPy arrays
+        return xp_numpy
     return array_api_compat.array_namespace(*arrays)
 
 
 def device(x):
     """The device of an array (``array_api_compat.device``)."""
+    if type(x) is np.ndarray:  # hot path
+        return "cpu"
     return array_api_compat.device(x)
 
 
@@ -54,7 +58,23 @@ def is_cupy(xp) -> bool:
     return array_api_compat.is_cupy_namespace(xp)
 
 
+def matmul_into(a, b, out):
+    """``out[...] = a @ b`` and return ``out``: written in place by NumPy (``matmul(out=)``),
+    through a temporary elsewhere (the Array API has no ``out=``).
+
+    For work buffers in hot paths: a fresh multi-MB product is faulted in page by page on
+    every call (glibc returns freed large blocks to the kernel), which costs more than the
+    product itself on small layers.
+    """
+    if type(out) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.matmul(a, b, out=out)
+    out[...] = a @ b
+    return out
+
+
 def is_array(x: Any) -> bool:
+    if type(x) is np.ndarray:  # hot path
+        return True
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
 
 
@@ -141,6 +161,9 @@ class Placement:
         return hash(self.name)
 
 
+_CPU = Placement(xp_numpy, "cpu", "cpu")  # what placement("cpu") returns
+
+
 def _same_namespace(a, b) -> bool:
     return getattr(a, "__name__", a) == getattr(b, "__name__", b)
 
@@ -157,6 +180,8 @@ def _device_name(xp, dev) -> str:
 
 def placement_of(x) -> Placement:
     """The :class:`Placement` of an array (raises ``TypeError`` for a non-array)."""
+    if type(x) is np.ndarray:  # hot path (every layer call checks its input's placement)
+        return _CPU
     if not is_array(x):
         raise TypeError(f"expected an array, received {type(x).__name__}")
     xp = array_namespace(x)
@@ -172,7 +197,7 @@ def placement(spec) -> Placement:
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key == "cpu":
-            return Placement(xp_numpy, "cpu", "cpu")
+            return _CPU
         if key == "cuda" or key.startswith("cuda:"):
             index = 0
             if ":" in key:

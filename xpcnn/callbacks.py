@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import schedules
+from ._validate import non_negative, non_negative_int, positive_int
 
 __all__ = [
     "Callback",
@@ -63,9 +64,13 @@ def _monitor_value(logs, monitor: str, owner: str) -> float:
     return float(logs[monitor])
 
 
-def _mode(mode: str, monitor: str) -> str:
+def _mode(mode: str, monitor, owner: str) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(
+            f"{owner}: Expected the name of a logged value, e.g. 'val_loss'. Received monitor={monitor!r}."
+        )
     if mode not in ("auto", "min", "max"):
-        raise ValueError(f'Expected mode "auto", "min" or "max". Received mode={mode!r}.')
+        raise ValueError(f'{owner}: Expected mode "auto", "min" or "max". Received mode={mode!r}.')
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
     return mode
@@ -86,10 +91,10 @@ class EarlyStopping(Callback):
         mode: str = "auto",
     ):
         self.monitor = monitor
-        self.patience = schedules.non_negative_int(patience, "patience")
-        self.min_delta = schedules.non_negative(min_delta, "min_delta")
+        self.patience = non_negative_int(patience, "patience", "EarlyStopping")
+        self.min_delta = non_negative(min_delta, "min_delta", "EarlyStopping")
         self.restore_best = bool(restore_best)
-        self.mode = _mode(mode, monitor)
+        self.mode = _mode(mode, monitor, "EarlyStopping")
 
     def on_train_begin(self, logs=None):
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -139,7 +144,7 @@ class ModelCheckpoint(Callback):
         self.path = path
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
-        self.mode = _mode(mode, monitor)
+        self.mode = _mode(mode, monitor, "ModelCheckpoint")
         self.saved: list = []
 
     def on_train_begin(self, logs=None):
@@ -153,9 +158,20 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = value
-        path = str(self.path).format(epoch=epoch + 1, **logs) if isinstance(self.path, str) else self.path
+        path = self._format(epoch, logs) if isinstance(self.path, str) else self.path
         self.model.save(path)
         self.saved.append(path)
+
+    def _format(self, epoch, logs) -> str:
+        try:
+            return self.path.format(epoch=epoch + 1, **logs)
+        except KeyError as exc:
+            key = exc.args[0]
+            hint = " Pass validation_data to fit." if str(key).startswith("val_") else ""
+            raise ValueError(
+                f"ModelCheckpoint: the path {self.path!r} names {key!r}, which is not among the logged "
+                f"values {sorted(logs)}.{hint}"
+            ) from None
 
     def config(self):
         return {"path": self.path, "monitor": self.monitor, "save_best_only": self.save_best_only}
@@ -184,22 +200,28 @@ class ReduceLROnPlateau(Callback):
     optimizer's current rate, and feeds it ``logs[monitor]`` after every epoch.
 
     ``fit`` adds one automatically (``ReduceLROnPlateau(schedule=...)``) when the optimizer's
-    learning rate already is, or wraps, a ``ReduceOnPlateau`` schedule.
+    learning rate already is, or wraps, a ``ReduceOnPlateau`` schedule.  Passed to several
+    ``fit`` calls, the callback goes on with the same schedule while the optimizer stays, and
+    installs a new one, from the new rate, when ``fit`` gets another optimizer.
     """
 
     def __init__(
         self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, *, schedule=None, **kw
     ):
         self.schedule = schedule
+        self._given = schedule is not None
         self.options = {"monitor": monitor, "factor": factor, "patience": patience, **kw}
         if schedule is None:  # validate now rather than at the start of training
             schedules.ReduceOnPlateau(1.0, **self.options)
         self.monitor = schedule.monitor if schedule is not None else monitor
 
     def on_train_begin(self, logs=None):
-        if self.schedule is None:
-            self.schedule = schedules.ReduceOnPlateau(self.model.optimizer.learning_rate, **self.options)
-            self.model.optimizer.learning_rate = self.schedule
+        optimizer = self.model.optimizer
+        if not self._given and (
+            self.schedule is None or schedules.find_plateau(optimizer.schedule) is not self.schedule
+        ):  # the first fit, or a fit with another optimizer
+            self.schedule = schedules.ReduceOnPlateau(optimizer.learning_rate, **self.options)
+            optimizer.learning_rate = self.schedule
 
     def on_epoch_end(self, epoch, logs=None):
         self.schedule.observe(_monitor_value(logs or {}, self.monitor, "ReduceLROnPlateau"))
@@ -223,8 +245,8 @@ class ProgressBar(Callback):
             raise ValueError(f'Expected style "auto", "bar" or "line". Received style={style!r}.')
         self.style = style
         self.file = file
-        self.refresh_every = schedules.positive_int(refresh_every, "refresh_every")
-        self.max_lines = schedules.positive_int(max_lines, "max_lines")
+        self.refresh_every = positive_int(refresh_every, "refresh_every", "ProgressBar")
+        self.max_lines = positive_int(max_lines, "max_lines", "ProgressBar")
         self._tqdm = None
         if style != "line":
             try:

@@ -20,32 +20,27 @@ gives the same batches on every backend.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from numbers import Integral
 
 import numpy as np
 
 from . import backend, init
+from ._validate import positive_int
 
 __all__ = ["DataSource", "batch_slices", "batches", "num_batches"]
 
 
-def _batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size <= 0:
-        raise ValueError(f"Expected a strictly positive integer. Received batch_size={batch_size!r}.")
-    return int(batch_size)
-
-
 def num_batches(n: int, batch_size: int) -> int:
     """``ceil(n / batch_size)``: the last batch may be smaller."""
-    return -(-n // _batch_size(batch_size))
+    return -(-n // positive_int(batch_size, "batch_size"))
 
 
-def batch_slices(n: int, batch_size: int, shuffle: bool = True, rng=None) -> Iterator:
+def batch_slices(n: int, batch_size: int, shuffle: bool = True, seed=None) -> Iterator:
     """Index sets of one epoch over ``n`` samples: slices in order, or integer arrays of a
-    permutation drawn from ``rng`` (a ``numpy.random.Generator``, a seed or ``None``)."""
-    batch_size = _batch_size(batch_size)
+    permutation drawn with ``seed`` (``None``, an int or a ``numpy.random.Generator``, which is
+    consumed: pass the same one every epoch for a new permutation each time)."""
+    batch_size = positive_int(batch_size, "batch_size")
     if shuffle:
-        order = init.rng_from(rng).permutation(n)
+        order = init.rng_from(seed).permutation(n)
         for start in range(0, n, batch_size):
             yield order[start : start + batch_size]
     else:
@@ -103,6 +98,10 @@ class DataSource:
             raise ValueError(f"{where}: expected {what} with a leading sample axis. Received a scalar.")
         self.dtype = backend.dtype_name(self.array.dtype)
         _check_dtype(self.dtype, what, where, dtype, target)
+
+    def __repr__(self) -> str:
+        where = self.place.name if self.on_device else f"host -> {self.place.name}"
+        return f"DataSource({self.what}, shape={self.shape}, dtype={self.dtype}, {where})"
 
     def __len__(self) -> int:
         return int(self.array.shape[0])

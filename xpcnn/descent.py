@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from . import backend
+from ._validate import non_negative_int, positive
 
 __all__ = ["DescentPath", "gradient_descent"]
 
@@ -61,29 +62,17 @@ def gradient_descent(f, grad, x0, learning_rate: float, steps: int) -> DescentPa
     for name, fn in (("f", f), ("grad", grad)):
         if not callable(fn):
             raise TypeError(f"gradient_descent: expected {name} to be callable. Received {name}={fn!r}.")
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, numbers.Real)
-        or not math.isfinite(learning_rate)
-        or learning_rate <= 0
-    ):
-        raise ValueError(
-            f"gradient_descent: Expected a strictly positive, finite learning rate. "
-            f"Received learning_rate={learning_rate!r}."
-        )
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"gradient_descent: Expected a non-negative integer. Received steps={steps!r}.")
+    # gamma is a Python float: a NumPy scalar would drag x to NumPy
+    gamma = positive(learning_rate, "learning_rate", "gradient_descent")
+    steps = non_negative_int(steps, "steps", "gradient_descent")
     if isinstance(x0, bool) or not (isinstance(x0, numbers.Real) or backend.is_array(x0)):
         raise TypeError(
             f"gradient_descent: expected x0 to be a real number or an array, received {type(x0).__name__}."
         )
-    shape, gamma = (
-        tuple(getattr(x0, "shape", ())),
-        float(learning_rate),
-    )  # a NumPy scalar would drag x to NumPy
+    shape = tuple(getattr(x0, "shape", ()))
     x = x0
     path = DescentPath([x], [float(f(x))])
-    for n in range(int(steps)):
+    for n in range(steps):
         if not math.isfinite(path.values[-1]):
             break
         g = grad(x)

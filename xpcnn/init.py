@@ -15,7 +15,9 @@ def rng_from(seed) -> np.random.Generator:
         return seed
     if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
         return np.random.default_rng(seed)
-    raise TypeError(f"seed must be None, a non-negative int or a numpy.random.Generator; received {seed!r}")
+    raise TypeError(
+        f"Expected seed to be None, a non-negative int or a numpy.random.Generator. Received seed={seed!r}."
+    )
 
 
 def glorot_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from . import activations, backend
+from ._validate import real
 
 __all__ = ["Neuron", "ThresholdLogicUnit"]
 
@@ -41,7 +42,7 @@ class Neuron:
 
     def __init__(self, weights, bias=0.0, activation="linear"):
         self.weights = _weights(weights, "Neuron")
-        self.bias = activations.real(bias, "bias", where="Neuron")
+        self.bias = real(bias, "bias", where="Neuron")
         if isinstance(activation, str):
             if activation not in activations.FUNCTIONS:
                 raise ValueError(
@@ -83,12 +84,14 @@ class ThresholdLogicUnit:
 
     def __init__(self, weights, threshold):
         self.weights = [float(w) for w in _weights(weights, "ThresholdLogicUnit")]
-        self.threshold = activations.real(threshold, "threshold", where="ThresholdLogicUnit")
+        self.threshold = real(threshold, "threshold", where="ThresholdLogicUnit")
 
     def __repr__(self) -> str:
         return f"ThresholdLogicUnit(weights={self.weights}, threshold={self.threshold})"
 
     def fire(self, booleans) -> bool:
+        """``T > threshold`` with ``T`` the sum of the weights of the true inputs (one boolean, or
+        0/1, per weight)."""
         booleans = list(booleans)
         if len(booleans) != len(self.weights):
             raise ValueError(

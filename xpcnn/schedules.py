@@ -27,6 +27,9 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+from ._validate import non_negative, non_negative_int, positive, positive_int
+from ._validate import unit_interval as unit_interval  # re-exported: xpcnn.optim imports it from here
+
 __all__ = [
     "Constant",
     "CosineDecay",
@@ -41,40 +44,8 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ validation
-def positive(value, argument: str) -> float:
-    """``value`` as a float when it is finite and > 0, else a Keras-style ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Expected a strictly positive, finite value. Received {argument}={value!r}.")
-    return float(value)
-
-
-def non_negative(value, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"Expected a non-negative, finite value. Received {argument}={value!r}.")
-    return float(value)
-
-
-def unit_interval(value, argument: str, *, closed: bool = False) -> float:
-    """``value`` in [0, 1) (or [0, 1] with ``closed``)."""
-    upper_ok = value <= 1 if closed else value < 1
-    if isinstance(value, bool) or not isinstance(value, Real) or not (0 <= value and upper_ok):
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"Expected a value in {interval}. Received {argument}={value!r}.")
-    return float(value)
-
-
-def positive_int(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
-        raise ValueError(f"Expected a strictly positive integer. Received {argument}={value!r}.")
-    return int(value)
-
-
-def non_negative_int(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"Expected a non-negative integer. Received {argument}={value!r}.")
-    return int(value)
-
-
+# The argument checks (positive, unit_interval, ...) are xpcnn._validate's, imported above;
+# xpcnn.optim imports them from here.
 def _step(step) -> int:
     if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
         raise ValueError(f"Expected a non-negative integer step. Received step={step!r}.")

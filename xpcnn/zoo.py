@@ -79,16 +79,16 @@ def binary_cnn(*, depth: int = 5, hidden: int = 100, seed: int = 0, device="cpu"
 
 
 def digits_cnn(
-    *, filters=(16, 32), hidden: int = 128, seed: int = 0, device="cpu", dtype: str = "float32"
+    *, depths=(16, 32), hidden: int = 128, seed: int = 0, device="cpu", dtype: str = "float32"
 ) -> Sequential:
     """A small CNN for 10 classes, ``(N, 1, 28, 28) -> (N, 10)`` logits.
 
-    Convolutional 3x3 (``filters[0]``) -> ReLU -> MaxPool 2 -> ``(f0, 13, 13)``;
-    Convolutional 3x3 (``filters[1]``) -> ReLU -> MaxPool 2 -> ``(f1, 5, 5)``;
+    Convolutional 3x3 (``depths[0]`` kernels) -> ReLU -> MaxPool 2 -> ``(f0, 13, 13)``;
+    Convolutional 3x3 (``depths[1]`` kernels) -> ReLU -> MaxPool 2 -> ``(f1, 5, 5)``;
     Flatten -> Dense(hidden) -> ReLU -> Dense(10).  Pair it with :class:`SoftmaxCrossEntropy`
     (which takes the logits: no Softmax layer at the end).
     """
-    f0, f1 = filters
+    f0, f1 = depths
     return Sequential(
         [
             Convolutional((1, 28, 28), 3, f0, seed=seed),

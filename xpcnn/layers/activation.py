@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from .. import activations as A
+from .._validate import real
 from .base import Layer, register
 
 
@@ -79,7 +80,7 @@ class Linear(_Named):
     function = "linear"
 
     def __init__(self, a: float = 0.0, b: float = 1.0):
-        self._bind(a=A.real(a, "a", where="Linear"), b=A.real(b, "b", where="Linear"))
+        self._bind(a=real(a, "a", where="Linear"), b=real(b, "b", where="Linear"))
 
 
 @register
@@ -122,13 +123,13 @@ class Gaussian(_Named):
     function = "gaussian"
 
     def __init__(self, c: float = 0.0, sigma: float = 1.0):
-        self._bind(c=A.real(c, "c", where="Gaussian"), sigma=A.real(sigma, "sigma", "positive", "Gaussian"))
+        self._bind(c=real(c, "c", where="Gaussian"), sigma=real(sigma, "sigma", "positive", "Gaussian"))
 
 
 class _Radial(_Named):
     def __init__(self, c: float = 0.0, a: float = 1.0):
         where = type(self).__name__
-        self._bind(c=A.real(c, "c", where=where), a=A.real(a, "a", "nonzero", where))
+        self._bind(c=real(c, "c", where=where), a=real(a, "a", "nonzero", where))
 
 
 @register

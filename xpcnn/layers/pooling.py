@@ -12,32 +12,18 @@ window at once.  Padding is at most half the pool, so every window holds a real 
 from __future__ import annotations
 
 from .. import backend
+from .._validate import pair
 from ..ops import correlation
 from .base import Layer, register
-
-
-def _pair(value, argument: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= ``minimum``; the error quotes the value as given."""
-    pair = (value, value) if isinstance(value, int) else value
-    try:
-        a, b = pair
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{argument} must be an int or a pair of ints. Received {argument}={value!r}."
-        ) from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in (a, b)):
-        rule = "strictly positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"Expected {rule} integers for {argument}. Received {argument}={value!r}.")
-    return int(a), int(b)
 
 
 class _Pool2D(Layer):
     def __init__(self, pool_size, stride=None, padding=0):
         super().__init__()
         name = type(self).__name__
-        self.pool_size = _pair(pool_size, "pool_size", 1)
-        self.stride = self.pool_size if stride is None else _pair(stride, "stride", 1)
-        self.padding = _pair(padding, "padding", 0)
+        self.pool_size = pair(pool_size, "pool_size", 1, name)
+        self.stride = self.pool_size if stride is None else pair(stride, "stride", 1, name)
+        self.padding = pair(padding, "padding", 0, name)
         for p, k in zip(self.padding, self.pool_size, strict=True):
             if 2 * p > k:
                 raise ValueError(

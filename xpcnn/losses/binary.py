@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..activations import sigmoid
 from .base import Loss, element_count
 
 
@@ -51,12 +52,6 @@ class BinaryCrossEntropy(Loss):
         return (y - target) / (y * (1.0 - y) * element_count(prediction))  # eq. 22
 
 
-def _sigmoid(xp, x):
-    """``1 / (1 + exp(-x))`` (eq. 23) without overflow: only ``exp(-|x|)`` is evaluated."""
-    z = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
-
-
 class BinaryCrossEntropyFromLogits(Loss):
     """Eq. 21 with ``y = sigmoid(x)`` (eq. 23), computed from the logits ``x`` directly.
 
@@ -75,4 +70,4 @@ class BinaryCrossEntropyFromLogits(Loss):
         return xp.sum(per_element) / element_count(prediction)
 
     def _gradient(self, xp, prediction, target):
-        return (_sigmoid(xp, prediction) - target) / element_count(prediction)
+        return (sigmoid(prediction) - target) / element_count(prediction)  # eq. 23 without overflow

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
-
 from .. import backend
+from .._validate import real
 from .base import Loss, as_0d
 
 MODES = ("auto", "categorical", "binary", "labels")
@@ -40,12 +39,8 @@ class _Metric(Loss):
             raise ValueError(
                 f"{type(self).__name__}: Expected mode to be one of {MODES}. Received mode={mode!r}."
             )
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(
-                f"{type(self).__name__}: Expected a real threshold. Received threshold={threshold!r}."
-            )
         self.mode = mode
-        self.threshold = float(threshold)
+        self.threshold = real(threshold, "threshold", where=type(self).__name__)
 
     def config(self) -> dict:
         return {"mode": self.mode, "threshold": self.threshold}

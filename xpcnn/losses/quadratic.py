@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
+from .._validate import positive
 from .base import Loss, element_count
 
 
@@ -22,9 +20,7 @@ class QuadraticLoss(Loss):
     """
 
     def __init__(self, C: float = 0.5):
-        if isinstance(C, bool) or not isinstance(C, numbers.Real) or not math.isfinite(C) or C <= 0:
-            raise ValueError(f"QuadraticLoss: Expected a strictly positive, finite C. Received C={C!r}.")
-        self.C = float(C)
+        self.C = positive(C, "C", "QuadraticLoss")
 
     def config(self) -> dict:
         return {"C": self.C}

@@ -32,7 +32,9 @@ Speed (measured on the 2-vCPU development machine, see ``shared/design/performan
   preempted.  Larger layers use one product per chunk, threaded by the BLAS.
 * The padded images, the unfolded chunk, the ``dY`` grids and the fold accumulator are
   *work buffers* kept per thread in a small LRU cache keyed by (role, namespace, device,
-  dtype, shape): repeated calls reuse them instead of faulting in fresh pages.  Nothing
+  dtype, shape), the role naming the geometry for buffers whose zeros must stay in place
+  (two geometries can share a shape): repeated calls reuse them instead of faulting in
+  fresh pages.  Nothing
   returned to the caller ever aliases a work buffer: outputs are fresh arrays (matrix
   products or explicit copies).
 
@@ -64,6 +66,11 @@ BATCHED = "auto"
 DX_METHOD = "auto"
 #: ``"correlate"`` is used while its unfolded grid is at most this many times ``dcols``.
 FOLD_RATIO = 1.5
+#: Winograd F(2x2, 3x3) (:mod:`xpcnn.ops._winograd`) for the layers where
+#: :func:`~xpcnn.ops._winograd.applies` (3x3, stride 1, padding <= 2, enough channels).  Off:
+#: on the development machine it measured no faster than this module's products (its
+#: transforms and strided block copies cost what the 2.25x fewer multiply-adds save).
+WINOGRAD = False
 
 
 class _Buffers(threading.local):
@@ -162,7 +169,12 @@ class _Geometry:
 
     def product(self, xp, a, b, m):
         """``a @ b`` for ``b`` of shape ``(r, m L)`` (the batch axis of length ``m`` inside its
-        columns), returned as ``(rows of a, m, L)``.  Batched form: one product per sample."""
+        columns), returned as ``(rows of a, m, L)``.  Batched form: one product per sample.
+
+        The result is fresh, not a work buffer: writing it into a cached buffer
+        (``backend.matmul_into``) removed the occasional page faults but measured ~4% slower
+        on the LeNet step (the cached buffers are colder than the just-freed memory malloc
+        hands back)."""
         per = b.shape[1] // max(m, 1)
         if not self.batched:
             return xp.reshape(xp.matmul(a, b), (a.shape[0], m, per))
@@ -180,6 +192,11 @@ class _Geometry:
 
 def forward(xp, x, k, stride, padding):
     """``Y (n, c_O, h_O, w_O)``, a channel-major view of a fresh ``(c_O, n, h_O, w_O)`` array."""
+    if WINOGRAD:
+        from . import _winograd
+
+        if _winograd.applies(x, k, stride, padding):
+            return _winograd.forward(xp, x, k, padding)
     g = _Geometry(xp, x, k, stride, padding)
     dev, dtype = backend.device(x), x.dtype
     xcm = xp.permute_dims(x, (1, 0, 2, 3))
@@ -206,6 +223,12 @@ def _dx_method(g) -> str:
 
 def backward(xp, x, k, dy, stride, padding, input_gradient):
     """``(dX, dK)``: eq. 20 (``None`` unless ``input_gradient``) and eq. 18."""
+    if WINOGRAD:
+        from . import _winograd
+
+        if _winograd.applies(x, k, stride, padding):
+            dx = _winograd.backward_dx(xp, k, dy, padding) if input_gradient else None
+            return dx, _winograd.backward_dk(xp, x, dy, padding)
     g = _Geometry(xp, x, k, stride, padding)
     dev, dtype = backend.device(x), x.dtype
     xcm = xp.permute_dims(x, (1, 0, 2, 3))

@@ -16,23 +16,10 @@ arrays are CuPy arrays, otherwise to the generic Array API formulation in
 from __future__ import annotations
 
 from .. import backend
+from .._validate import pair as _pair
 from . import _flat_shift
 
 __all__ = ["conv2d_backward", "conv2d_forward", "conv_output_size", "convolve2d", "correlate2d"]
-
-
-def _pair(value, argument: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise TypeError(f"{argument} must be an int or a pair of ints; received {value!r}") from None
-    for v in (a, b):
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            rule = "strictly positive" if minimum > 0 else "non-negative"
-            raise ValueError(f"Expected {rule} integers for {argument}. Received {argument}={value!r}.")
-    return int(a), int(b)
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -40,10 +27,23 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) 
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def _check_together(where: str, first: tuple, *others: tuple) -> None:
+    """Arrays that do not share a namespace and a device raise an error naming both placements."""
+    home_name, home = first[0], backend.placement_of(first[1])
+    for name, a in others:
+        got = backend.placement_of(a)
+        if got != home:
+            raise ValueError(
+                f"{where}: {name} is on {got.name} but {home_name} is on {home.name}. Move them to one "
+                f"device first."
+            )
+
+
 def _check_nchw(x, k, stride, padding, where: str):
     for name, a in (("x", x), ("kernel", k)):
         if not backend.is_array(a):
             raise TypeError(f"{where}: expected {name} to be an array, received {type(a).__name__}.")
+    _check_together(where, ("x", x), ("the kernel", k))
     xp = backend.array_namespace(x, k)
     if x.ndim != 4:
         raise ValueError(
@@ -124,6 +124,7 @@ def conv2d_backward(x, k, dy, *, stride=1, padding=0, input_gradient: bool = Tru
     if not backend.is_array(dy) or tuple(dy.shape) != expected:
         got = tuple(dy.shape) if backend.is_array(dy) else type(dy).__name__
         raise ValueError(f"conv2d_backward: expected dy of shape {expected}, received {got}.")
+    _check_together("conv2d_backward", ("x", x), ("dy", dy))
     if dy.dtype != x.dtype:
         raise TypeError(f"conv2d_backward: dy has dtype {dy.dtype} but x has dtype {x.dtype}.")
     if _use_cuda(xp):
@@ -139,8 +140,9 @@ def _check_2d(x, k, mode: str, where: str):
             raise TypeError(f"{where}: expected {name} to be an array, received {type(a).__name__}.")
         if a.ndim != 2:
             raise ValueError(f"{where}: expected a 2-D {name}, received shape {tuple(a.shape)}.")
+    _check_together(where, ("the input", x), ("the kernel", k))
     if mode not in ("valid", "full"):
-        raise ValueError(f'{where}: mode must be "valid" or "full"; received mode={mode!r}.')
+        raise ValueError(f'{where}: Expected mode "valid" or "full". Received mode={mode!r}.')
     if mode == "valid" and (k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]):
         raise ValueError(
             f"{where}: in valid mode the kernel {tuple(k.shape)} must fit inside the input {tuple(x.shape)}."
