@@ -54,7 +54,10 @@ def _randomize(model, seed=0):
     """Non-trivial values in every parameter (biases start at zero)."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        layer.set_parameters({k: rng.normal(size=tuple(v.shape)) for k, v in layer.parameters().items()})
+        values = {
+            k: rng.normal(size=tuple(v.shape)).astype(layer.dtype) for k, v in layer.parameters().items()
+        }
+        layer.set_parameters(values)
     return model
 
 

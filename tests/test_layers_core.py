@@ -175,3 +175,59 @@ def test_convolutional_results_are_fresh_arrays(be, rng, monkeypatch, winograd):
     conv.backward(g2)
     for before, a in zip(saved, (y1, dx1, dk1), strict=True):
         np.testing.assert_array_equal(be.to_host(a), before)
+
+
+class TestParameterRules:
+    def test_set_parameters_copies_and_never_casts(self, be):
+        layer = xpcnn.Dense(3, 2, dtype="float64").to(be.place)
+        host = np.ones((2, 3))
+        layer.set_parameters({"weights": host})
+        host[...] = 5.0  # the caller's array changes afterwards; the weights must not
+        np.testing.assert_array_equal(xpcnn.to_host(layer.weights), 1.0)
+        assert placement_of(layer.weights) == be.place
+        with pytest.raises(TypeError, match="parameter 'weights' must have dtype float64, received float32"):
+            layer.set_parameters({"weights": np.ones((2, 3), dtype=np.float32)})
+        with pytest.raises(ValueError, match=r"parameter 'bias' must have shape \(2,\), received \(3,\)"):
+            layer.set_parameters({"bias": np.ones(3)})
+
+    def test_learning_rate_never_upcasts_and_bad_rate_changes_nothing(self, rng):
+        layer = xpcnn.Dense(3, 2, seed=0)  # float32
+        x = rng.normal(size=(4, 3)).astype("float32")
+        layer.forward(x)
+        g = np.ones((4, 2), dtype="float32")
+        layer.backward(g, learning_rate=np.float64(0.1))
+        assert layer.weights.dtype == np.float32 and layer.bias.dtype == np.float32
+        before = layer.weights.copy()
+        layer.grads = {}
+        with pytest.raises(
+            ValueError, match=r"Dense: Expected a strictly positive, finite value. Received learning_rate=nan"
+        ):
+            layer.backward(g, learning_rate=float("nan"))
+        np.testing.assert_array_equal(layer.weights, before)
+        assert layer.grads == {}  # backward did not run
+
+    def test_output_gradient_on_another_placement(self, be):
+        import array_api_strict as strict
+
+        other = xpcnn.backend.Placement.of(strict, strict.Device("device1"))
+        if be.place == other:
+            other = xpcnn.placement("cpu")
+        layer = xpcnn.Dense(3, 2, dtype="float64").to(be.place)
+        layer.forward(be.asarray(np.ones((1, 3))))
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                f"output_gradient is on {other.name} but the forward input was on {be.place.name}"
+            ),
+        ):
+            layer.backward(other.asarray(np.ones((1, 2)), dtype="float64"))
+
+    def test_convolutional_sizes(self):
+        with pytest.raises(ValueError, match=r"Received input_shape\[0\]=1.7"):
+            xpcnn.Convolutional((1.7, 5, 5), 3, 2)
+        with pytest.raises(ValueError, match=r"Received input_shape\[2\]=True"):
+            xpcnn.Convolutional((1, 5, True), 3, 2)
+        conv = xpcnn.Convolutional((np.int64(1), 5, 5), np.int64(3), np.int64(2))
+        assert conv.kernel_size == (3, 3) and conv.depth == 2
+        with pytest.raises(ValueError, match='Convolutional: padding="same" needs an odd kernel size'):
+            xpcnn.Convolutional((1, 5, 5), 2, 2, padding="same")

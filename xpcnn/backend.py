@@ -127,9 +127,11 @@ class Placement:
         """The namespace's dtype object for ``"float32"`` / ``"float64"`` (or any name)."""
         return getattr(self.xp, str(name))
 
-    def asarray(self, host, dtype: str | None = None):
-        """Copy a host (NumPy) array to this placement, optionally casting on the host first."""
-        host = np.asarray(host)
+    def asarray(self, host, dtype: str | None = None, copy: bool = False):
+        """A host (NumPy) array on this placement, optionally cast on the host first.  On the
+        CPU the result may share memory with ``host`` unless ``copy`` is true; elsewhere it is
+        always a copy."""
+        host = np.array(host, copy=True) if copy else np.asarray(host)
         if dtype is not None:
             host = host.astype(str(dtype), copy=False)
         if self.is_cuda:

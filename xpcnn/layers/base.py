@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import _validate, backend
 
 REGISTRY: dict[str, type[Layer]] = {}
 
@@ -35,10 +35,7 @@ class Layer:
     param_names: tuple[str, ...] = ()
 
     def __init__(self, *, dtype: str = "float32"):
-        dtype = backend.dtype_name(dtype)
-        if dtype not in backend.FLOAT_DTYPES:
-            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
-        self.dtype = dtype
+        self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)
         self.placement = backend.placement("cpu")
         self.grads: dict = {}
         self.index: int | None = None  # set by Sequential, used in error messages
@@ -69,7 +66,7 @@ class Layer:
         return dict(self.grads)
 
     def set_parameters(self, values: dict) -> None:
-        """Replace parameters by arrays of the same shapes (host arrays are copied to the layer)."""
+        """Replace parameters by copies of arrays of the same shapes and dtype (from any placement)."""
         current = self.parameters()
         unknown = set(values) - set(current)
         if unknown:
@@ -80,7 +77,14 @@ class Layer:
                 raise ValueError(
                     f"{self.label}: parameter {name!r} must have shape {shape}, received {tuple(value.shape)}."
                 )
-            setattr(self, name, self.placement.asarray(backend.to_host(value), dtype=self.dtype))
+            received = backend.dtype_name(value.dtype)
+            if received != self.dtype:
+                raise TypeError(
+                    f"{self.label}: parameter {name!r} must have dtype {self.dtype}, received {received}; "
+                    f"xpcnn never casts silently (convert it, or the layer with .to(dtype={received!r}))."
+                )
+            # a copy: later changes to the caller's array must not change the weights
+            setattr(self, name, self.placement.asarray(backend.to_host(value), copy=True))
 
     def parameter_count(self) -> int:
         return sum(math.prod(p.shape) for p in self.parameters().values())
@@ -89,9 +93,7 @@ class Layer:
         """Move (and optionally cast) the parameters: ``device`` is ``"cpu"``, ``"cuda"``, a
         :class:`~xpcnn.backend.Placement` or an array whose placement is taken.  Returns self."""
         target = self.placement if device is None else backend.placement(device)
-        new_dtype = self.dtype if dtype is None else backend.dtype_name(dtype)
-        if new_dtype not in backend.FLOAT_DTYPES:
-            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        new_dtype = self.dtype if dtype is None else _validate.float_dtype(dtype, where=self.label)
         for name, value in self.parameters().items():
             setattr(self, name, target.asarray(backend.to_host(value), dtype=new_dtype))
         self.grads = {}
@@ -113,10 +115,15 @@ class Layer:
                 f"{self.label}: expected output_gradient of shape {tuple(output_shape)} (the forward "
                 f"output), received {tuple(output_gradient.shape)}."
             )
-        if output_gradient.dtype != self._input.dtype:
+        got, expected = backend.placement_of(output_gradient), backend.placement_of(self._input)
+        if got != expected:
+            raise ValueError(
+                f"{self.label}: output_gradient is on {got.name} but the forward input was on {expected.name}."
+            )
+        got, expected = backend.dtype_name(output_gradient.dtype), backend.dtype_name(self._input.dtype)
+        if got != expected:
             raise TypeError(
-                f"{self.label}: output_gradient has dtype {output_gradient.dtype}, the forward "
-                f"input had {self._input.dtype}."
+                f"{self.label}: output_gradient has dtype {got}, the forward input had {expected}."
             )
         return xp
 
@@ -135,15 +142,10 @@ class Layer:
         """
         if self._input is None:
             raise RuntimeError(f"{self.label}: backward() was called before forward().")
+        if learning_rate is not None:  # checked first: bad input changes nothing
+            learning_rate = _validate.positive(learning_rate, "learning_rate", self.label)  # a Python float
         input_gradient = self._backward(output_gradient)
         if learning_rate is not None:
-            if not (
-                isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0
-            ):
-                raise ValueError(
-                    f"{self.label}: Expected a strictly positive, finite learning rate. "
-                    f"Received learning_rate={learning_rate!r}."
-                )
             for name, grad in self.grads.items():
                 setattr(self, name, getattr(self, name) - learning_rate * grad)
         return input_gradient

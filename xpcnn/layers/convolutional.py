@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import init
+from .. import _validate, init
 from ..ops import correlation
 from .base import Layer, register
 
@@ -17,12 +15,17 @@ def _padding(value, kernel: tuple[int, int]) -> tuple[int, int]:
             return (0, 0)
         if value == "same":
             if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-                raise ValueError(f'padding="same" needs an odd kernel size; received kernel_size={kernel}.')
+                raise ValueError(
+                    f'Convolutional: padding="same" needs an odd kernel size. Received kernel_size={kernel}.'
+                )
             return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
         if value == "full":
             return (kernel[0] - 1, kernel[1] - 1)
-        raise ValueError(f'padding must be an int, a pair, "valid", "same" or "full"; received {value!r}.')
-    return correlation._pair(value, "padding", 0)
+        raise ValueError(
+            f'Convolutional: Expected padding to be an int, a pair, "valid", "same" or "full". '
+            f"Received padding={value!r}."
+        )
+    return _validate.pair(value, "padding", 0, "Convolutional")
 
 
 @register
@@ -64,24 +67,23 @@ class Convolutional(Layer):
     ):
         super().__init__(dtype=dtype)
         try:
-            c, h, w = (int(v) for v in input_shape)
+            c, h, w = input_shape
         except (TypeError, ValueError):
             raise ValueError(
-                f"Expected input_shape=(channels, height, width). Received input_shape={input_shape!r}."
+                "Convolutional: Expected input_shape=(channels, height, width). "
+                f"Received input_shape={input_shape!r}."
             ) from None
-        if min(c, h, w) <= 0:
-            raise ValueError(
-                f"Expected strictly positive sizes in input_shape. Received input_shape={input_shape!r}."
-            )
-        if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth <= 0:
-            raise ValueError(f"Expected a strictly positive integer. Received depth={depth!r}.")
+        c, h, w = (
+            _validate.positive_int(v, f"input_shape[{i}]", "Convolutional") for i, v in enumerate((c, h, w))
+        )
+        depth = _validate.positive_int(depth, "depth", "Convolutional")
         if bias not in BIAS_MODES:
             raise ValueError(f"Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}.")
         self.input_shape = (c, h, w)
-        self.kernel_size = correlation._pair(kernel_size, "kernel_size", 1)
+        self.kernel_size = _validate.pair(kernel_size, "kernel_size", 1, "Convolutional")
         self.depth = int(depth)
         self.padding = _padding(padding, self.kernel_size)
-        self.stride = correlation._pair(stride, "stride", 1)
+        self.stride = _validate.pair(stride, "stride", 1, "Convolutional")
         self.bias_mode = bias
         kh, kw = self.kernel_size
         for size, k, p, name in ((h, kh, self.padding[0], "height"), (w, kw, self.padding[1], "width")):
@@ -101,7 +103,7 @@ class Convolutional(Layer):
         self.kernels = self.placement.asarray(k0, dtype=self.dtype)
         if bias != "none":
             bshape = (self.depth,) if bias == "channel" else (self.depth, *self.output_hw)
-            self.biases = self.placement.asarray(np.zeros(bshape), dtype=self.dtype)
+            self.biases = self.placement.zeros(bshape, self.dtype)
 
     def config(self) -> dict:
         return {

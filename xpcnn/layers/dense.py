@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import init
+from .. import _validate, init
 from .base import Layer, register
-
-
-def _positive(value, argument: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"Expected a strictly positive integer. Received {argument}={value!r}.")
-    return int(value)
 
 
 @register
@@ -27,12 +19,12 @@ class Dense(Layer):
 
     def __init__(self, input_size: int, output_size: int, *, seed=None, dtype: str = "float32"):
         super().__init__(dtype=dtype)
-        self.input_size = _positive(input_size, "input_size")
-        self.output_size = _positive(output_size, "output_size")
+        self.input_size = _validate.positive_int(input_size, "input_size", "Dense")
+        self.output_size = _validate.positive_int(output_size, "output_size", "Dense")
         rng = init.rng_from(seed)
         w = init.glorot_uniform(rng, (self.output_size, self.input_size), self.input_size, self.output_size)
         self.weights = self.placement.asarray(w, dtype=self.dtype)
-        self.bias = self.placement.asarray(np.zeros(self.output_size), dtype=self.dtype)
+        self.bias = self.placement.zeros((self.output_size,), self.dtype)
 
     def config(self) -> dict:
         return {"input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
