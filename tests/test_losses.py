@@ -337,6 +337,31 @@ def test_shapes_never_broadcast(be, loss):
         loss(column, be.asarray([[1.0]]))
 
 
+@pytest.mark.parametrize("label_dtype", ["uint8", "int8"])
+def test_softmax_crossentropy_narrow_labels_with_more_classes_than_the_dtype_holds(be, rng, label_dtype):
+    """300 classes with uint8/int8 labels: an arange(300) in the labels' dtype would wrap onto 0..43
+    and count those labels twice; the labels are compared in int64."""
+    n, c = 6, 300
+    labels = np.array([0, 5, 43, 100, 127, 255 if label_dtype == "uint8" else 44])
+    sce = xpcnn.SoftmaxCrossEntropy()
+    zeros = be.asarray(np.zeros((n, c)))
+    assert float(sce(zeros, be.asarray(labels, label_dtype))) == pytest.approx(math.log(c), rel=1e-12)
+    logits = 3 * rng.normal(size=(n, c))
+    x = be.asarray(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    reference = -logp[np.arange(n), labels].mean()
+    narrow, wide = be.asarray(labels, label_dtype), be.asarray(labels, "int64")
+    assert float(sce(x, narrow)) == pytest.approx(reference, rel=1e-12)
+    np.testing.assert_allclose(
+        be.to_host(sce.gradient(x, narrow)), be.to_host(sce.gradient(x, wide)), rtol=1e-15
+    )
+    value, gradient = sce.value_and_gradient(x, narrow)
+    assert float(value) == pytest.approx(reference, rel=1e-12)
+    np.testing.assert_allclose(be.to_host(gradient), be.to_host(sce.gradient(x, wide)), rtol=1e-15)
+    assert tuple(narrow.shape) == (n,) and dtype_name(narrow.dtype) == label_dtype  # not modified
+
+
 def test_softmax_crossentropy_bad_targets(be):
     sce = xpcnn.SoftmaxCrossEntropy()
     x = be.asarray(np.zeros((3, 4)))

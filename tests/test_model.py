@@ -478,6 +478,72 @@ def test_fit_bad_input(kwargs, error, match):
         small().fit(**args)
 
 
+def test_integer_arguments_name_the_method():
+    """The shared integer check (xpcnn._validate.integer), prefixed with the method's name."""
+    x, y = np.zeros((10, 2), "float32"), np.zeros((10, 1), "float32")
+    with pytest.raises(
+        ValueError, match=r"^fit: Expected a strictly positive integer\. Received batch_size=0\.$"
+    ):
+        small().fit(x, y, loss="mse", batch_size=0, progress=False)
+    with pytest.raises(ValueError, match=r"^fit: Expected a non-negative integer\. Received epochs=True\.$"):
+        small().fit(x, y, loss="mse", epochs=True, progress=False)
+    with pytest.raises(
+        ValueError, match=r"^predict: Expected a strictly positive integer\. Received batch_size=2\.5\.$"
+    ):
+        small().predict(x, batch_size=2.5)
+    with pytest.raises(
+        ValueError, match=r"^evaluate: Expected a strictly positive integer\. Received batch_size=-1\.$"
+    ):
+        small().evaluate(x, y, loss="mse", batch_size=-1)
+    assert tuple(small().predict(x, batch_size=np.int64(3)).shape) == (10, 1)
+
+
+@pytest.mark.parametrize(
+    "metric, name",
+    [
+        (xpcnn.Accuracy, "accuracy"),
+        (xpcnn.Accuracy(), "accuracy"),
+        (xpcnn.ZeroOneLoss, "zero_one_loss"),
+        (xpcnn.ZeroOneLoss(), "zero_one_loss"),
+        (xpcnn.QuadraticLoss, "quadratic_loss"),
+        ("accuracy", "accuracy"),
+    ],
+)
+def test_a_metric_class_is_named_like_its_instance(rng, metric, name):
+    x, y = blobs(rng, n=10)
+    for metrics in ([metric], metric):
+        h = small().fit(x, y, loss="mse", metrics=metrics, epochs=1, progress=False)
+        assert set(h.keys()) == {"loss", name, "learning_rate"}
+        assert set(small().evaluate(x, y, loss="mse", metrics=metrics)) == {"loss", name}
+
+
+def test_a_single_callback_needs_no_list(rng):
+    x, y = blobs(rng, n=10)
+    order = Order()
+    small().fit(x, y, loss="mse", epochs=2, batch_size=5, callbacks=order, progress=False)
+    assert order.events[0] == "train_begin" and order.events[-1] == "train_end" and len(order.events) == 10
+    stop = C.EarlyStopping("loss", min_delta=1e9)  # epoch 0 sets the best; epoch 1 cannot beat it by 1e9
+    h = small().fit(x, y, loss="mse", epochs=5, callbacks=stop, progress=False)
+    assert len(h) == 2 and stop.stopped_epoch == 1
+
+
+@pytest.mark.parametrize(
+    "callbacks, match",
+    [
+        (5, r"Received int: 5"),
+        ("early_stopping", r"Received str: 'early_stopping'"),
+        (C.EarlyStopping, r"Received type: "),
+        ([C.EarlyStopping("loss"), print], r"Received builtin_function_or_method at position 1"),
+    ],
+)
+def test_callbacks_that_are_not_callbacks_are_rejected(rng, callbacks, match):
+    x, y = blobs(rng, n=10)
+    with pytest.raises(
+        TypeError, match=r"^fit: expected callbacks to be a Callback or a list of Callbacks\. " + match
+    ):
+        small().fit(x, y, loss="mse", epochs=1, callbacks=callbacks, progress=False)
+
+
 def test_no_loss_given():
     with pytest.raises(ValueError, match=r"no loss given"):
         small().fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), progress=False)
@@ -521,6 +587,20 @@ def test_constructor_errors():
     d = xpcnn.Dense(2, 2)
     with pytest.raises(ValueError, match=r"appears twice"):
         xpcnn.Sequential([d, d])
+
+
+def test_dtype_is_checked_by_the_shared_rule():
+    with pytest.raises(
+        ValueError, match=r"^Sequential: Expected dtype float32 or float64\. Received dtype='int8'\.$"
+    ):
+        xpcnn.Sequential([xpcnn.Dense(2, 2)], dtype="int8")
+    model = small()
+    with pytest.raises(
+        ValueError, match=r"^Sequential\.to: Expected dtype float32 or float64\. Received dtype='float16'\.$"
+    ):
+        model.to(dtype="float16")
+    assert model.dtype == "float32"
+    assert xpcnn.Sequential([xpcnn.Dense(2, 2)], dtype=np.float64).dtype == "float64"
 
 
 # ----------------------------------------------------------------- placement, summary

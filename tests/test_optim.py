@@ -171,6 +171,34 @@ def test_optimizer_to_moves_state(be, rng):
     opt.step([layer])  # works on the new device
 
 
+def test_optimizer_to_checks_the_dtype_and_resolves_the_placement_once(monkeypatch, rng):
+    layers = [xpcnn.Dense(3, 2, seed=0, dtype="float64"), xpcnn.Dense(2, 2, seed=1, dtype="float64")]
+    opt = xpcnn.SGD(0.1, momentum=0.9)
+    with pytest.raises(
+        ValueError, match=r"^SGD\.to: Expected dtype float32 or float64\. Received dtype='int8'\.$"
+    ):
+        opt.to("cpu", "int8")  # checked even before there is any state
+    for layer in layers:
+        layer.grads = {k: rng.normal(size=tuple(v.shape)) for k, v in layer.parameters().items()}
+    opt.step(layers)
+    before = {k: np.array(v) for k, v in opt.state_arrays().items()}
+    with pytest.raises(
+        ValueError, match=r"^SGD\.to: Expected dtype float32 or float64\. Received dtype='int32'\.$"
+    ):
+        opt.to(None, "int32")
+    for key, v in opt.state_arrays().items():  # nothing was converted
+        assert dtype_name(v.dtype) == "float64"
+        np.testing.assert_array_equal(v, before[key])
+    calls = []
+    resolve = optim.backend.placement
+    monkeypatch.setattr(optim.backend, "placement", lambda spec: calls.append(spec) or resolve(spec))
+    assert len(opt.state) == 4 and opt.to("cpu", np.float32) is opt
+    assert calls == ["cpu"]
+    for key, v in opt.state_arrays().items():
+        assert dtype_name(v.dtype) == "float32" and placement_of(v) == xpcnn.placement("cpu")
+        np.testing.assert_array_equal(v, before[key].astype("float32"))
+
+
 def test_step_without_gradients_is_an_error():
     layer = xpcnn.Dense(2, 2, seed=0)
     layer.index = 3

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import sys
-from numbers import Integral
 
 import numpy as np
 
 from . import backend, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
+from ._validate import float_dtype, integer
 from .data import DataSource, batch_slices, num_batches
 from .layers.base import Layer
 
@@ -71,13 +71,6 @@ class History:
         return f"History(epochs={len(self)}, last={last})"
 
 
-def _int_at_least(value, argument: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        rule = "a strictly positive integer" if low == 1 else "a non-negative integer"
-        raise ValueError(f"Expected {rule}. Received {argument}={value!r}.")
-    return int(value)
-
-
 def _snake(name: str) -> str:
     out = []
     for i, ch in enumerate(name):
@@ -85,6 +78,25 @@ def _snake(name: str) -> str:
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
+
+
+def _callback_list(callbacks) -> list:
+    """``fit``'s ``callbacks``: ``None``, one Callback or an iterable of them, as a new list."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, cb.Callback):
+        return [callbacks]
+    expected = "fit: expected callbacks to be a Callback or a list of Callbacks."
+    try:
+        items = list(callbacks) if not isinstance(callbacks, (str, bytes, dict, type)) else None
+    except TypeError:
+        items = None
+    if items is None:
+        raise TypeError(f"{expected} Received {type(callbacks).__name__}: {callbacks!r}.")
+    for i, c in enumerate(items):
+        if not isinstance(c, cb.Callback):
+            raise TypeError(f"{expected} Received {type(c).__name__} at position {i}: {c!r}.")
+    return items
 
 
 class Sequential:
@@ -121,13 +133,11 @@ class Sequential:
                     "or dtype='float64' to convert them all."
                 )
             dtype = found.pop() if found else "float32"
+        self.dtype = float_dtype(dtype, where="Sequential")
         self.layers = layers
         for i, layer in enumerate(layers):
             layer.index = i
         self.placement = backend.placement(device)
-        self.dtype = backend.dtype_name(dtype)
-        if self.dtype not in backend.FLOAT_DTYPES:
-            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
         for layer in layers:
             layer.to(self.placement, self.dtype)
         self.loss = None
@@ -174,9 +184,7 @@ class Sequential:
     def to(self, device=None, dtype: str | None = None):
         """Move (and optionally cast) every parameter *and* the optimizer's state.  Returns self."""
         target = self.placement if device is None else backend.placement(device)
-        new_dtype = self.dtype if dtype is None else backend.dtype_name(dtype)
-        if new_dtype not in backend.FLOAT_DTYPES:
-            raise ValueError(f"Expected dtype float32 or float64. Received dtype={dtype!r}.")
+        new_dtype = self.dtype if dtype is None else float_dtype(dtype, where="Sequential.to")
         for layer in self.layers:
             layer.to(target, new_dtype)
         if self.optimizer is not None:
@@ -259,6 +267,9 @@ class Sequential:
             for m in metrics:
                 if isinstance(m, str):
                     items.append((m.strip().lower(), m))
+                elif isinstance(m, type):  # a class: resolved now, named like its instances
+                    m = _losses.get(m)
+                    items.append((_snake(m.name), m))
                 elif isinstance(m, _losses.Loss):
                     items.append((_snake(m.name), m))
                 else:
@@ -292,7 +303,7 @@ class Sequential:
         """The network's output for ``x`` (host or device data, batch axis first), computed
         ``batch_size`` samples at a time.  Returns a device array on the model's placement
         (``xpcnn.to_host(...)`` gives a NumPy array)."""
-        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        batch_size = integer(batch_size, "batch_size", 1, where="predict")
         xs = self._source(x, "x", "predict", target=False)
         outputs = [
             self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
@@ -307,7 +318,7 @@ class Sequential:
         data), as Python floats.  ``loss`` and ``metrics`` default to those of the last ``fit``;
         batch values are weighted by batch size and summed on the device (one read at the end).
         """
-        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        batch_size = integer(batch_size, "batch_size", 1, where="evaluate")
         if loss is None and self.loss is None and not (metrics or self.metrics):
             raise ValueError("evaluate: no loss and no metrics to compute; pass loss=... or metrics=[...].")
         loss = self._resolve_loss(loss) if (loss is not None or self.loss is not None) else None
@@ -363,7 +374,7 @@ class Sequential:
             shuffle, seed: a new permutation per epoch from ``numpy.random.default_rng(seed)``
                 (an int, a Generator or None); one seed, one sequence of batches.
             validation_data: ``(x_val, y_val)``, evaluated after each epoch (``val_*`` logs).
-            callbacks: :class:`~xpcnn.callbacks.Callback` objects.
+            callbacks: a :class:`~xpcnn.callbacks.Callback` or a list of them.
             metrics: names (``"accuracy"``), losses or functions ``(prediction, target)``, or a
                 dict name -> metric; averaged over each epoch's batches as they are trained.
             progress: ``True`` a tqdm bar (a line per epoch without tqdm), ``"line"``,
@@ -381,8 +392,8 @@ class Sequential:
             raise ValueError(
                 f'Expected on_nonfinite "raise" or "stop". Received on_nonfinite={on_nonfinite!r}.'
             )
-        epochs = _int_at_least(epochs, "epochs", 0)
-        batch_size = _int_at_least(batch_size, "batch_size", 1)
+        epochs = integer(epochs, "epochs", 0, where="fit")
+        batch_size = integer(batch_size, "batch_size", 1, where="fit")
         loss = self._resolve_loss(loss)
         if getattr(loss, "differentiable", True) is False:
             raise ValueError(
@@ -405,7 +416,7 @@ class Sequential:
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.input_shape = xs.shape[1:]
 
-        callbacks = list(callbacks or [])
+        callbacks = _callback_list(callbacks)
         plateau = schedules.find_plateau(optimizer.schedule)
         if plateau is not None and not any(getattr(c, "schedule", None) is plateau for c in callbacks):
             callbacks.append(cb.ReduceLROnPlateau(schedule=plateau))

@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 
 from . import backend
-from .schedules import Constant, as_schedule, non_negative, positive, unit_interval
+from ._validate import float_dtype, non_negative, positive, unit_interval
+from .schedules import Constant, as_schedule
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
 
@@ -138,12 +139,16 @@ class Optimizer:
     def to(self, device=None, dtype: str | None = None):
         """Move (and optionally cast) every state array, as ``Layer.to`` does for parameters.
 
-        ``device`` is ``"cpu"``, ``"cuda"``, a Placement or an array.  Returns self.
+        ``device`` is ``"cpu"``, ``"cuda"``, a Placement or an array; ``dtype`` is float32 or
+        float64 (``None`` keeps each array's).  Both are checked before anything moves, even
+        with no state yet.  Returns self.
         """
+        placement = None if device is None else backend.placement(device)
+        cast = None if dtype is None else float_dtype(dtype, where=f"{type(self).__name__}.to")
         for entry in self.state.values():
             where, old_dtype = entry["_where"]
-            target = where if device is None else backend.placement(device)
-            new_dtype = old_dtype if dtype is None else backend.dtype_name(dtype)
+            target = where if placement is None else placement
+            new_dtype = old_dtype if cast is None else cast
             for slot in self.slots:
                 entry[slot] = target.asarray(backend.to_host(entry[slot]), dtype=new_dtype)
             entry["_where"] = (target, new_dtype)

@@ -28,7 +28,6 @@ import math
 from numbers import Integral, Real
 
 from ._validate import non_negative, non_negative_int, positive, positive_int
-from ._validate import unit_interval as unit_interval  # re-exported: xpcnn.optim imports it from here
 
 __all__ = [
     "Constant",
@@ -44,8 +43,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ validation
-# The argument checks (positive, unit_interval, ...) are xpcnn._validate's, imported above;
-# xpcnn.optim imports them from here.
+# The argument checks (positive, non_negative, ...) are xpcnn._validate's, imported above.
 def _step(step) -> int:
     if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
         raise ValueError(f"Expected a non-negative integer step. Received step={step!r}.")

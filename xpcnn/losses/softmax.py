@@ -20,8 +20,9 @@ class SoftmaxCrossEntropy(Loss):
     Shapes: ``prediction`` holds logits ``x (N, C)`` (the raw outputs of the last Dense
     layer: do not put a Softmax layer in front of this loss).  ``target`` is either
 
-    * integer class labels ``(N,)`` in ``[0, C)`` (integer dtype; out-of-range labels raise,
-      as NumPy would wrap negative ones and CuPy every one silently), or
+    * integer class labels ``(N,)`` in ``[0, C)`` (any integer dtype, compared as int64, so
+      uint8 labels work with 300 classes; out-of-range labels raise, as NumPy would wrap
+      negative ones and CuPy every one silently), or
     * one-hot or probability rows ``(N, C)`` (any non-negative weights; cast to the
       prediction's dtype).
 
@@ -51,14 +52,18 @@ class SoftmaxCrossEntropy(Loss):
                     f"{backend.dtype_name(target.dtype)}. Hint: convert them with astype(int64), or pass "
                     f"one-hot rows of shape {(n, c)}."
                 )
+            # Compared in int64: uint8/int8 labels cannot hold c >= 256 (128), and an arange(c)
+            # in their dtype would wrap and match some labels twice.
+            lx = backend.array_namespace(target)
+            target = lx.astype(target, lx.int64, copy=False)
             bad = (target < 0) | (target >= c)
-            if bool(xp.any(bad)):
-                low, high = int(xp.min(target)), int(xp.max(target))
+            if bool(lx.any(bad)):
+                low, high = int(lx.min(target)), int(lx.max(target))
                 raise ValueError(
                     f"{self.name}: expected class labels in [0, {c}) for {c} classes, received labels "
                     f"from {low} to {high}."
                 )
-            labels = xp.arange(c, dtype=target.dtype, device=backend.device(target))
+            labels = lx.arange(c, dtype=lx.int64, device=backend.device(target))
             one_hot = xp.astype(target[:, None] == labels, prediction.dtype)
             return xp, prediction, one_hot
         if tuple(target.shape) != (n, c):
