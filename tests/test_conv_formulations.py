@@ -17,20 +17,23 @@ import pytest
 import xpcnn
 from xpcnn.ops import _flat_shift, _winograd, reference
 
-PATHS = {  # dX method, CHUNK_BYTES, CACHE_BYTES (None: default), per-sample products
-    "fold, 1 chunk": ("fold", 1 << 40, None, False),
-    "correlate, 1 chunk": ("correlate", 1 << 40, None, False),
-    "fold, chunks": ("fold", 1, None, False),
-    "correlate, chunks": ("correlate", 1, None, False),
-    "fold, batched, chunks": ("fold", 2000, None, True),
-    "correlate, batched, 1 chunk": ("correlate", 1 << 40, None, True),
-    "auto, no cache": ("auto", 700, 1, "auto"),
+PATHS = {  # dX method, CHUNK_BYTES, CACHE_BYTES (None: default), per-sample products, NCHW results
+    "fold, 1 chunk": ("fold", 1 << 40, None, False, True),
+    "correlate, 1 chunk": ("correlate", 1 << 40, None, False, True),
+    "fold, chunks": ("fold", 1, None, False, True),
+    "correlate, chunks": ("correlate", 1, None, False, True),
+    "fold, batched, chunks": ("fold", 2000, None, True, True),
+    "correlate, batched, 1 chunk": ("correlate", 1 << 40, None, True, True),
+    "auto, no cache": ("auto", 700, 1, "auto", True),
+    "fold, chunks, channel-major results": ("fold", 2000, None, "auto", False),
+    "correlate, batched, channel-major results": ("correlate", 1 << 40, None, True, False),
 }
 
 
 @pytest.fixture(params=list(PATHS))
 def path(request, monkeypatch):
-    method, chunk, cache, batched = PATHS[request.param]
+    method, chunk, cache, batched, nchw = PATHS[request.param]
+    monkeypatch.setattr(_flat_shift, "NCHW", nchw)
     monkeypatch.setattr(_flat_shift, "DX_METHOD", method)
     monkeypatch.setattr(_flat_shift, "BATCHED", batched)
     monkeypatch.setattr(_flat_shift, "CHUNK_BYTES", chunk)
@@ -126,6 +129,19 @@ def test_results_never_alias_work_buffers(be, path, rng):
     y1[...] = 0
     y3 = xpcnn.conv2d_forward(be.asarray(x2), k, **args)
     np.testing.assert_array_equal(be.to_host(y3), be.to_host(y2))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_results_are_contiguous_nchw(monkeypatch, rng, batched):
+    """Y and dX come back C-contiguous in NCHW (no gaps, no permuted view): elementwise
+    layers, Flatten and the next layer read them in order."""
+    monkeypatch.setattr(_flat_shift, "BATCHED", batched)
+    monkeypatch.setattr(_flat_shift, "CHUNK_BYTES", 2000)  # several chunks
+    x, k = rng.normal(size=(4, 3, 9, 8)), rng.normal(size=(5, 3, 3, 3))
+    y = xpcnn.conv2d_forward(x, k, padding=1)
+    dx, _ = xpcnn.conv2d_backward(x, k, rng.normal(size=y.shape), padding=1)
+    for a in (y, dx):
+        assert a.flags.c_contiguous
 
 
 def test_buffer_cache_is_bounded(monkeypatch, rng):

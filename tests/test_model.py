@@ -697,3 +697,94 @@ def test_batches_are_seeded_and_cover_every_sample():
     with pytest.raises(ValueError, match=r"Received batch_size=0"):
         next(data.batches(x, y, 0))
     assert data.num_batches(10, 4) == 3
+
+
+# ------------------------------------------------------- the unused input gradient
+def conv_model(seed=0, lead=(), dtype="float64", **kw):
+    return xpcnn.Sequential(
+        [
+            *lead,
+            xpcnn.Convolutional((1, 6, 6), 3, 2, seed=seed),
+            xpcnn.ReLU(),
+            xpcnn.Convolutional((2, 4, 4), 3, 3, seed=seed + 1),
+            xpcnn.Flatten(),
+            xpcnn.Dense(12, 2, seed=seed + 2),
+        ],
+        dtype=dtype,
+        **kw,
+    )
+
+
+@pytest.fixture
+def conv2d_calls(monkeypatch):
+    """Record ``input_gradient`` of every ``conv2d_backward`` call made by the layers."""
+    from xpcnn.ops import correlation
+
+    calls, real = [], correlation.conv2d_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("input_gradient", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(correlation, "conv2d_backward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("lead", ["conv first", "relu first"])
+def test_backward_without_input_gradient_keeps_parameter_gradients(be, rng, conv2d_calls, lead):
+    model = conv_model(lead=(xpcnn.ReLU(),) if lead == "relu first" else (), device=be.place)
+    x = be.asarray(rng.normal(size=(3, 1, 6, 6)))
+    g = be.asarray(rng.normal(size=(3, 2)))
+    model.forward(x)
+    dx = model.backward(g)
+    assert tuple(dx.shape) == (3, 1, 6, 6)
+    full = [{k: be.to_host(v) for k, v in layer.gradients().items()} for layer in model]
+    assert conv2d_calls == [True, True]
+    model.forward(x)
+    assert model.backward(g, input_gradient=False) is None
+    assert conv2d_calls == [True, True, True, False]  # the first convolution skipped its dX
+    for layer, expected in zip(model, full, strict=True):
+        got = {k: be.to_host(v) for k, v in layer.gradients().items()}
+        assert got.keys() == expected.keys()
+        for k in got:
+            np.testing.assert_array_equal(got[k], expected[k])
+    assert all(layer.needs_input_gradient for layer in model)  # restored
+    model.forward(x)
+    assert tuple(model.backward(g).shape) == (3, 1, 6, 6)  # a direct call still gets dE/dX
+
+
+def test_a_leading_layer_without_parameters_is_not_run_backward(rng):
+    relu = xpcnn.ReLU()
+    model = conv_model(lead=(relu,))
+    model.forward(rng.normal(size=(2, 1, 6, 6)))
+    relu._input = None  # backward() on it would now raise
+    assert model.backward(model.placement.asarray(rng.normal(size=(2, 2))), input_gradient=False) is None
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(model.placement.asarray(rng.normal(size=(2, 2))))
+
+
+def test_fit_skips_the_input_gradient_of_the_first_layer(rng, conv2d_calls):
+    model = conv_model(dtype="float32")
+    x = rng.normal(size=(8, 1, 6, 6)).astype("float32")
+    y = rng.integers(0, 2, size=8)
+    model.fit(
+        x, y, loss="softmax_cross_entropy", optimizer=xpcnn.SGD(0.01), epochs=1, batch_size=4, progress=False
+    )
+    assert conv2d_calls == [True, False, True, False]  # per batch: second conv with dX, first without
+    assert all(layer.needs_input_gradient for layer in model)
+
+
+def test_the_flag_is_restored_when_backward_fails(rng):
+    model = conv_model()
+    model.forward(rng.normal(size=(2, 1, 6, 6)))
+    with pytest.raises(ValueError, match="output_gradient"):
+        model.backward(model.placement.asarray(rng.normal(size=(2, 3))), input_gradient=False)
+    assert model[0].needs_input_gradient
+
+
+def test_a_model_without_parameters_returns_none_without_input_gradient(rng):
+    model = xpcnn.Sequential([xpcnn.ReLU(), xpcnn.Flatten()])
+    model.forward(model.placement.asarray(rng.normal(size=(2, 3, 2)), dtype="float32"))
+    g = model.placement.asarray(rng.normal(size=(2, 6)), dtype="float32")
+    assert model.backward(g, input_gradient=False) is None
+    assert tuple(model.backward(g).shape) == (2, 3, 2)

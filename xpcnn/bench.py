@@ -7,7 +7,8 @@ What is timed (float32, 3x3 kernels, stride 1, no padding, batch 64 unless ``--b
   tutorial's per-sample loops (:func:`xpcnn.ops.reference.tutorial_forward` /
   ``tutorial_backward``) and ``torch.nn.Conv2d``;
 * a LeNet-like training step (conv 1->8, ReLU, conv 8->16, ReLU, flatten, dense->10,
-  softmax cross-entropy, SGD), built from xpcnn's own layers and from ``torch.nn``;
+  softmax cross-entropy, SGD), built from xpcnn's own layers and from ``torch.nn``; each
+  step does what ``fit`` does per batch (no ``dX`` of the input, as in PyTorch's step);
 * the peak memory of that training step at batch 256: the growth of the peak resident set
   size (``VmHWM`` after resetting it through ``/proc/self/clear_refs``) over three steps,
   each implementation in a fresh process of its own.
@@ -172,10 +173,10 @@ def _xpcnn_step(n: int, seed: int = 0):
     x = model.placement.asarray(rng.standard_normal((n, 1, 28, 28)), dtype="float32")
     t = model.placement.asarray(rng.integers(0, 10, size=n))
 
-    def run():
+    def run():  # what fit does per batch (PyTorch's step computes no dX of its input either)
         y = model.forward(x)
         _, grad = loss.value_and_gradient(y, t)
-        model.backward(grad)
+        model.backward(grad, input_gradient=False)
         optimizer.step(model.layers)
 
     return run

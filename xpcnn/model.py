@@ -231,16 +231,33 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, loss_gradient):
+    def backward(self, loss_gradient, input_gradient: bool = True):
         """Backpropagate ``dE/dY`` (device array, the shape of the last forward's output) through
-        the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``."""
-        self._check_device_input(loss_gradient, "loss_gradient", "backward")
-        return self._backward(loss_gradient)
+        the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``.
 
-    def _backward(self, gradient):
-        for layer in reversed(self.layers):
-            gradient = layer.backward(gradient)
-        return gradient
+        With ``input_gradient=False`` (what ``fit`` does) ``dE/dX`` of the model's input is not
+        wanted: the layers before the first one with parameters are not run backward, that
+        layer skips its own ``dE/dX`` (see ``Layer.needs_input_gradient``; for a convolution
+        about a third of its backward), and ``None`` is returned.  The parameter gradients
+        are the same."""
+        self._check_device_input(loss_gradient, "loss_gradient", "backward")
+        return self._backward(loss_gradient, input_gradient)
+
+    def _backward(self, gradient, input_gradient: bool = True):
+        layers = self.layers
+        if not input_gradient:
+            first = next((i for i, layer in enumerate(layers) if layer.param_names), len(layers))
+            if first == len(layers):  # nothing to train: dE/dX was the only result
+                return None
+            layers = layers[first:]
+            before, layers[0].needs_input_gradient = layers[0].needs_input_gradient, False
+        try:
+            for layer in reversed(layers):
+                gradient = layer.backward(gradient)
+        finally:
+            if not input_gradient:
+                layers[0].needs_input_gradient = before
+        return gradient if input_gradient else None
 
     # -------------------------------------------------------------- resolving
     def _resolve_loss(self, loss):
@@ -461,7 +478,7 @@ class Sequential:
                         history.stop_reason = message
                         self.stop_training = True
                         break
-                    self._backward(gradient)
+                    self._backward(gradient, input_gradient=False)  # dE/dX of the data: unused
                     optimizer.step(self.layers)
                     size = int(xb.shape[0])
                     total += current * size

@@ -33,6 +33,11 @@ class Layer:
     """
 
     param_names: tuple[str, ...] = ()
+    #: False while the caller will not use ``dE/dX``: ``Sequential`` sets it on its first
+    #: layer with parameters in ``fit`` and in ``backward(g, input_gradient=False)``, and
+    #: restores it afterwards.  A layer may then skip computing ``dE/dX`` and return ``None``
+    #: from ``backward`` (``Convolutional`` does); the parameter gradients are the same.
+    needs_input_gradient: bool = True
 
     def __init__(self, *, dtype: str = "float32"):
         self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)

@@ -146,11 +146,16 @@ class Convolutional(Layer):
         x = self._input
         xp = self._check_output_gradient(output_gradient, (x.shape[0], self.depth, *self.output_hw))
         dx, dk = correlation.conv2d_backward(
-            x, self.kernels, output_gradient, stride=self.stride, padding=self.padding
+            x,
+            self.kernels,
+            output_gradient,
+            stride=self.stride,
+            padding=self.padding,
+            input_gradient=self.needs_input_gradient,  # False: dx is None (the first layer in fit)
         )
         self.grads = {"kernels": dk}  # eq. 18
         if self.bias_mode == "channel":
             self.grads["biases"] = xp.sum(output_gradient, axis=(0, 2, 3))  # eq. 19
         elif self.bias_mode == "pixel":
             self.grads["biases"] = xp.sum(output_gradient, axis=0)  # eq. 19
-        return dx  # eq. 20
+        return dx  # eq. 20 (None when needs_input_gradient is False)

@@ -21,9 +21,15 @@ strides stay zero) and ``dK = grid @ cols^T``.  ``dX`` is computed one of two wa
 
 Speed (measured on the 2-vCPU development machine, see ``shared/design/performance.md``):
 
-* Results are channel-major: ``conv2d_forward`` returns ``permute_dims`` of a contiguous
-  ``(c_O, n, h_O, w_O)`` array, so the next layer's unfold copies whole images, and
-  elementwise layers run on contiguous memory (about 5x faster than on a strided view).
+* Results are contiguous NCHW arrays (:data:`NCHW`): the slice that drops the wrap-around
+  columns is a copy anyway, and it writes each chunk's ``(c_O, m, L)`` product into samples
+  ``a:b`` of ``Y`` nearly as cheaply as into a channel-major array.  Elementwise layers then
+  run on contiguous memory (about 5x faster than on a view with gaps), ``Flatten`` is a view
+  instead of a copy, and a ReLU's backward multiplies operands of one layout: the LeNet step
+  measured 2-3% faster, the layer alone ~3% slower (a per-channel bias add over NCHW runs
+  short inner loops).  ``NCHW = False`` gives ``permute_dims`` views of contiguous
+  ``(c, n, h, w)`` arrays instead.  Exception: when one product covers the whole batch and
+  nothing is sliced off (``w_K = 1``), ``Y`` is such a view of the product itself (no copy).
 * The batch is processed in chunks whose unfolded matrix stays near :data:`CHUNK_BYTES`
   (2 MB measured best: cache-sized, and a bounded peak memory at large batches).
 * Thin layers (few multiply-adds per sample, e.g. ``c_I = 1``) multiply per sample in one
@@ -71,6 +77,9 @@ FOLD_RATIO = 1.5
 #: on the development machine it measured no faster than this module's products (its
 #: transforms and strided block copies cost what the 2.25x fewer multiply-adds save).
 WINOGRAD = False
+#: Results (``Y`` of the forward, ``dX`` of the backward) contiguous in NCHW (True) or
+#: ``permute_dims`` views of contiguous channel-major ``(c, n, h, w)`` arrays (False).
+NCHW = True
 
 
 class _Buffers(threading.local):
@@ -191,7 +200,7 @@ class _Geometry:
 
 
 def forward(xp, x, k, stride, padding):
-    """``Y (n, c_O, h_O, w_O)``, a channel-major view of a fresh ``(c_O, n, h_O, w_O)`` array."""
+    """``Y (n, c_O, h_O, w_O)``, a fresh array (see :data:`NCHW` for its layout)."""
     if WINOGRAD:
         from . import _winograd
 
@@ -207,11 +216,26 @@ def forward(xp, x, k, stride, padding):
         y = xp.matmul(k2, g.unfold(xp, xcm, 0, g.n, dtype, dev))  # fresh (c_O, n L)
         return xp.permute_dims(xp.reshape(y, (g.o, g.n, g.oh, g.ow)), (1, 0, 2, 3))
     # a contiguous result: elementwise layers downstream run ~5x faster than on a view with gaps
+    if NCHW:
+        y = xp.empty((g.n, g.o, g.oh, g.ow), dtype=dtype, device=dev)
+        for a, b in g.chunks:
+            yc = g.product(xp, k2, g.unfold(xp, xcm, a, b, dtype, dev), b - a)  # (c_O, m, L)
+            yc = xp.permute_dims(xp.reshape(yc, (g.o, b - a, g.oh1, g.wp)), (1, 0, 2, 3))
+            y[a:b, ...] = yc[:, :, rows, cols_]
+        return y
     y = xp.empty((g.o, g.n, g.oh, g.ow), dtype=dtype, device=dev)
     for a, b in g.chunks:
         yc = g.product(xp, k2, g.unfold(xp, xcm, a, b, dtype, dev), b - a)
         y[:, a:b, ...] = xp.reshape(yc, (g.o, b - a, g.oh1, g.wp))[:, :, rows, cols_]
     return xp.permute_dims(y, (1, 0, 2, 3))
+
+
+def _put_dx(xp, dx, a, b, part):
+    """Copy the channel-major ``(c_I, m, h, w)`` ``part`` into samples ``a:b`` of ``dx``."""
+    if NCHW:
+        dx[a:b, ...] = xp.permute_dims(part, (1, 0, 2, 3))
+    else:
+        dx[:, a:b, ...] = part
 
 
 def _dx_method(g) -> str:
@@ -250,7 +274,9 @@ def backward(xp, x, k, dy, stride, padding, input_gradient):
     elif method == "fold":
         k2t = xp.matrix_transpose(k2)
     dk = None
-    dx = xp.empty((g.c, g.n, g.h, g.w), dtype=dtype, device=dev) if input_gradient else None
+    dx = None
+    if input_gradient:
+        dx = xp.empty((g.n, g.c, g.h, g.w) if NCHW else (g.c, g.n, g.h, g.w), dtype=dtype, device=dev)
     for a, b in g.chunks:
         m = b - a
         grid = _workspace(xp, ("grid", g.tag), (g.o, m, g.oh1, g.wp), dtype, dev)
@@ -268,7 +294,7 @@ def backward(xp, x, k, dy, stride, padding, input_gradient):
                 gcols[:, t, ...] = flat[:, :, front - s : front - s + plen]
             dxp = g.product(xp, kg, xp.reshape(gcols, (g.o * taps, m * plen)), m)  # (c_I, m, h_P w_P)
             dxp = xp.reshape(dxp, (g.c, m, g.hp, g.wp))
-            dx[:, a:b, ...] = dxp[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w]
+            _put_dx(xp, dx, a, b, dxp[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w])
         elif method == "fold":
             dcols = xp.reshape(g.product(xp, k2t, grid2, m), (g.c, taps, m, length))
             acc = _workspace(xp, "fold", (g.c, m, g.rows * g.wp), dtype, dev)
@@ -278,8 +304,8 @@ def backward(xp, x, k, dy, stride, padding, input_gradient):
                 s = g.shifts[t]
                 acc[:, :, s : s + length] += dcols[:, t, ...]
             acc4 = xp.reshape(acc, (g.c, m, g.rows, g.wp))
-            dx[:, a:b, ...] = acc4[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w]
+            _put_dx(xp, dx, a, b, acc4[:, :, g.ph : g.ph + g.h, g.pw : g.pw + g.w])
     dk = xp.reshape(dk, k.shape)
-    if dx is not None:
+    if dx is not None and not NCHW:
         dx = xp.permute_dims(dx, (1, 0, 2, 3))
     return dx, dk
