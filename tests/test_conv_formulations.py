@@ -320,3 +320,27 @@ def test_winograd_applies():
     assert not _winograd.applies(x, k3, (1, 1), (3, 1))
     assert not _winograd.applies(x, k5, (1, 1), (1, 1))
     assert not _winograd.applies(xp.zeros((1, 2, 6, 6)), xp.zeros((4, 2, 3, 3)), (1, 1), (0, 0))
+
+
+def test_buffer_cache_evicts_across_namespaces(monkeypatch):
+    """A small cache budget forces eviction of one namespace's buffers by another's; the byte
+    count stays exact and results stay right."""
+    import array_api_strict as strict
+
+    from xpcnn.ops import _flat_shift, reference
+
+    rng = np.random.default_rng(3)
+    x, k = rng.normal(size=(4, 2, 9, 9)), rng.normal(size=(3, 2, 3, 3))
+    strict_place = xpcnn.backend.Placement.of(strict, strict.Device("device1"))
+    monkeypatch.setattr(_flat_shift, "CACHE_BYTES", 60_000)
+    _flat_shift.clear_buffers()
+    try:
+        for place in (xpcnn.placement("cpu"), strict_place, xpcnn.placement("cpu")):
+            y = xpcnn.conv2d_forward(place.asarray(x), place.asarray(k), padding=1)
+            np.testing.assert_allclose(
+                xpcnn.to_host(y), reference.conv2d_forward(x, k, padding=(1, 1)), rtol=1e-12
+            )
+            assert 0 < _flat_shift.buffer_bytes() <= 60_000
+            assert _flat_shift.buffer_bytes() == sum(n for _, n in _flat_shift._local.entries.values())
+    finally:
+        _flat_shift.clear_buffers()

@@ -124,17 +124,17 @@ def _workspace(xp, role, shape: tuple, dtype, dev):
     """
     key = (role, xp, dev, dtype, shape)  # all hashable (modules, devices, dtypes, tuples)
     entries = _local.entries
-    buf = entries.get(key)
-    if buf is not None:
+    entry = entries.get(key)
+    if entry is not None:
         entries.move_to_end(key)
-        return buf
+        return entry[0]
     nbytes = math.prod(shape) * _itemsize(xp, dtype)
     while entries and _local.nbytes + nbytes > CACHE_BYTES:
-        _, old = entries.popitem(last=False)
-        _local.nbytes -= math.prod(old.shape) * _itemsize(xp, old.dtype)
+        _, (_, old_nbytes) = entries.popitem(last=False)  # sizes kept: old may be another xp's
+        _local.nbytes -= old_nbytes
     buf = xp.zeros(shape, dtype=dtype, device=dev)
     if nbytes <= CACHE_BYTES:
-        entries[key] = buf
+        entries[key] = (buf, nbytes)
         _local.nbytes += nbytes
     return buf
 
