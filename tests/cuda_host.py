@@ -1,7 +1,7 @@
 """Build and drive tests/cuda_host_shim.cpp: the real ``kernels/conv2d.cu`` compiled for the host.
 
 :class:`HostRuntime` has the interface of the CuPy runtime in :mod:`xpcnn.ops.cuda` (``xp``,
-``launch``, ``fallback_forward``) with NumPy arrays, so the tests run the module's own
+``launch``) with NumPy arrays, so the tests run the module's own
 orchestration (``_forward``, ``_backward``) on the CPU.
 """
 
@@ -89,14 +89,6 @@ class HostRuntime:
         self.launches.append((name, tuple(grid), tuple(block), shared))
         if rc != 0:
             raise ShimError(f"{name}: {err.value.decode()}")
-
-    def fallback_forward(self, x, k, stride, padding):
-        import array_api_compat.numpy as xp_numpy
-
-        from xpcnn.ops import _flat_shift
-
-        self.launches.append(("fallback", (), (), 0))
-        return np.ascontiguousarray(_flat_shift.forward(xp_numpy, x, k, stride, padding))
 
     def forward(self, x, k, stride=(1, 1), padding=(0, 0)):
         return cuda._forward(self, np.ascontiguousarray(x), np.ascontiguousarray(k), stride, padding)

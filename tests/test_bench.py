@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from xpcnn import bench
-from xpcnn.ops import reference
+from xpcnn import testing as reference
 
 
 @pytest.fixture(scope="module")

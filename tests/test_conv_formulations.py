@@ -1,12 +1,10 @@
-"""Every path of the generic convolution agrees with the per-sample loops of ops/reference.py.
+"""Every path of the generic convolution agrees with the per-sample loops of xpcnn.testing.
 
 Paths of :mod:`xpcnn.ops._flat_shift`: one chunk or several (``CHUNK_BYTES``), ``dX`` by
 the fold or by correlating the padded ``dY`` grid (``DX_METHOD``), one product per chunk or
 per-sample products (``BATCHED``), and the work-buffer cache
 (on, or evicted at every call through a tiny ``CACHE_BYTES``).  Random shapes include odd
-sizes, padding, strides, rectangular kernels and one input channel.  The Winograd F(2x2, 3x3)
-functions of :mod:`xpcnn.ops._winograd` are tested called directly (so a wrong transform fails
-even while the dispatcher's switch is off) and through the dispatcher with the switch on.
+sizes, padding, strides, rectangular kernels and one input channel.
 """
 
 import functools
@@ -15,25 +13,23 @@ import numpy as np
 import pytest
 
 import xpcnn
-from xpcnn.ops import _flat_shift, _winograd, reference
+from xpcnn import testing as reference
+from xpcnn.ops import _flat_shift
 
-PATHS = {  # dX method, CHUNK_BYTES, CACHE_BYTES (None: default), per-sample products, NCHW results
-    "fold, 1 chunk": ("fold", 1 << 40, None, False, True),
-    "correlate, 1 chunk": ("correlate", 1 << 40, None, False, True),
-    "fold, chunks": ("fold", 1, None, False, True),
-    "correlate, chunks": ("correlate", 1, None, False, True),
-    "fold, batched, chunks": ("fold", 2000, None, True, True),
-    "correlate, batched, 1 chunk": ("correlate", 1 << 40, None, True, True),
-    "auto, no cache": ("auto", 700, 1, "auto", True),
-    "fold, chunks, channel-major results": ("fold", 2000, None, "auto", False),
-    "correlate, batched, channel-major results": ("correlate", 1 << 40, None, True, False),
+PATHS = {  # dX method, CHUNK_BYTES, CACHE_BYTES (None: default), per-sample products
+    "fold, 1 chunk": ("fold", 1 << 40, None, False),
+    "correlate, 1 chunk": ("correlate", 1 << 40, None, False),
+    "fold, chunks": ("fold", 1, None, False),
+    "correlate, chunks": ("correlate", 1, None, False),
+    "fold, batched, chunks": ("fold", 2000, None, True),
+    "correlate, batched, 1 chunk": ("correlate", 1 << 40, None, True),
+    "auto, no cache": ("auto", 700, 1, "auto"),
 }
 
 
 @pytest.fixture(params=list(PATHS))
 def path(request, monkeypatch):
-    method, chunk, cache, batched, nchw = PATHS[request.param]
-    monkeypatch.setattr(_flat_shift, "NCHW", nchw)
+    method, chunk, cache, batched = PATHS[request.param]
     monkeypatch.setattr(_flat_shift, "DX_METHOD", method)
     monkeypatch.setattr(_flat_shift, "BATCHED", batched)
     monkeypatch.setattr(_flat_shift, "CHUNK_BYTES", chunk)
@@ -194,140 +190,13 @@ def test_buffers_of_equal_shape_from_different_geometries(be, rng):
     np.testing.assert_allclose(be.to_host(dk), dk_ref, atol=1e-12)
 
 
-def test_matmul_into(be, rng):
-    a, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 4, 5))
-    out = be.asarray(np.zeros((2, 3, 5)))
-    got = xpcnn.backend.matmul_into(be.asarray(a), be.asarray(b), out)
-    assert got is out
-    np.testing.assert_allclose(be.to_host(out), a @ b, rtol=1e-12)
-
-
-# ------------------------------------------------------------------------------ Winograd
-# (n, c_I, c_O, h, w, padding): odd and even sizes, padding 0-2 (mixed), channel counts
-# that divide nothing, a single block.
-WINO_CASES = [
-    (3, 5, 4, 9, 7, (0, 0)),
-    (2, 3, 7, 8, 8, (1, 1)),
-    (2, 2, 3, 5, 6, (2, 1)),
-    (1, 1, 1, 3, 3, (0, 0)),
-    (4, 9, 11, 11, 10, (2, 2)),
-    (2, 8, 16, 13, 11, (1, 0)),
-]
-
-
-@functools.cache
-def _wino_data(case):
-    n, c, o, h, w, padding = case
-    rng = np.random.default_rng(100 + WINO_CASES.index(case))
-    x, k = rng.normal(size=(n, c, h, w)), rng.normal(size=(o, c, 3, 3))
-    y = reference.conv2d_forward(x, k, (1, 1), padding)
-    dy = rng.normal(size=y.shape)
-    return (x, k, dy), (y, *reference.conv2d_backward(x, k, dy, (1, 1), padding))
-
-
-@pytest.fixture(params=["1 chunk", "chunks"])
-def wino_chunks(request, monkeypatch):
-    monkeypatch.setattr(_winograd, "CHUNK_BYTES", 1 << 40 if request.param == "1 chunk" else 1)
-    _flat_shift.clear_buffers()
-    yield request.param
-    _flat_shift.clear_buffers()
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", WINO_CASES, ids=str)
-def test_winograd_direct_matches_reference(be, wino_chunks, case, dtype):
-    """The Winograd functions themselves (not through the dispatcher) against the loops:
-    float64 to 1e-10; float32 to 1e-5 x max|ref| (reliability.md, float32 vs a float64 oracle)."""
-    (x, k, dy), refs = _wino_data(case)
-    xp = be.xp
-    padding = case[5]
-    X, K, DY = be.asarray(x, dtype), be.asarray(k, dtype), be.asarray(dy, dtype)
-    got = (
-        _winograd.forward(xp, X, K, padding),
-        _winograd.backward_dx(xp, K, DY, padding),
-        _winograd.backward_dk(xp, X, DY, padding),
-    )
-    tol = 1e-10 if dtype == "float64" else 1e-5
-    for g, r in zip(got, refs, strict=True):
-        assert xpcnn.backend.dtype_name(g.dtype) == dtype
-        host = be.to_host(g)
-        assert host.shape == r.shape
-        np.testing.assert_allclose(host, r, rtol=0, atol=tol * max(1.0, np.abs(r).max()))
-
-
-def test_winograd_through_the_dispatcher(be, wino_chunks, monkeypatch, rng):
-    """With the switch on, conv2d_forward/backward go through Winograd where it applies (a spy
-    counts the calls) and still match the loops; elsewhere (stride 2, 5x5, padding 3, too few
-    channels) they do not use it."""
-    monkeypatch.setattr(_flat_shift, "WINOGRAD", True)
-    monkeypatch.setattr(_winograd, "MIN_CHANNELS", 2)
-    calls = []
-    for name in ("forward", "backward_dx", "backward_dk"):
-        original = getattr(_winograd, name)
-        monkeypatch.setattr(
-            _winograd, name, lambda *a, _f=original, _n=name, **kw: calls.append(_n) or _f(*a, **kw)
-        )
-    (x, k, dy), (y_ref, dx_ref, dk_ref) = _wino_data(WINO_CASES[0])
-    padding = WINO_CASES[0][5]
-    X, K, DY = be.asarray(x), be.asarray(k), be.asarray(dy)
-    y = xpcnn.conv2d_forward(X, K, padding=padding)
-    dx, dk = xpcnn.conv2d_backward(X, K, DY, padding=padding)
-    assert calls == ["forward", "backward_dx", "backward_dk"]
-    for g, r in ((y, y_ref), (dx, dx_ref), (dk, dk_ref)):
-        np.testing.assert_allclose(be.to_host(g), r, rtol=1e-10, atol=1e-10)
-    _, dk_only = xpcnn.conv2d_backward(X, K, DY, padding=padding, input_gradient=False)
-    assert calls[-1] == "backward_dk" and calls.count("backward_dx") == 1
-    np.testing.assert_allclose(be.to_host(dk_only), dk_ref, rtol=1e-10, atol=1e-10)
-    calls.clear()
-    for x_shape, k_shape, stride, pad in [
-        ((2, 3, 9, 9), (4, 3, 3, 3), 2, 0),
-        ((2, 3, 9, 9), (4, 3, 5, 5), 1, 0),
-        ((2, 3, 5, 5), (4, 3, 3, 3), 1, 3),
-        ((2, 1, 9, 9), (4, 1, 3, 3), 1, 1),
-    ]:
-        xh, kh = rng.normal(size=x_shape), rng.normal(size=k_shape)
-        y = xpcnn.conv2d_forward(be.asarray(xh), be.asarray(kh), stride=stride, padding=pad)
-        y_ref = reference.conv2d_forward(xh, kh, (stride, stride), (pad, pad))
-        np.testing.assert_allclose(be.to_host(y), y_ref, rtol=1e-10, atol=1e-10)
-    assert calls == []
-
-
-def test_winograd_results_never_alias_work_buffers(be, rng):
-    x1, x2 = rng.normal(size=(2, 2, 9, 7, 6))
-    k = be.asarray(rng.normal(size=(4, 9, 3, 3)))
-    dy1, dy2 = rng.normal(size=(2, 2, 4, 7, 6))
-    xp = be.xp
-    first = (
-        _winograd.forward(xp, be.asarray(x1), k, (1, 1)),
-        _winograd.backward_dx(xp, k, be.asarray(dy1), (1, 1)),
-        _winograd.backward_dk(xp, be.asarray(x1), be.asarray(dy1), (1, 1)),
-    )
-    saved = [np.array(be.to_host(a), copy=True) for a in first]
-    _winograd.forward(xp, be.asarray(x2), k, (1, 1))
-    _winograd.backward_dx(xp, k, be.asarray(dy2), (1, 1))
-    _winograd.backward_dk(xp, be.asarray(x2), be.asarray(dy2), (1, 1))
-    for before, after in zip(saved, first, strict=True):
-        np.testing.assert_array_equal(be.to_host(after), before)
-
-
-def test_winograd_applies():
-    import array_api_compat.numpy as xp
-
-    x, k3, k5 = xp.zeros((1, 8, 6, 6)), xp.zeros((4, 8, 3, 3)), xp.zeros((4, 8, 5, 5))
-    assert _winograd.applies(x, k3, (1, 1), (1, 1))
-    assert _winograd.applies(x, k3, (1, 1), (2, 0))
-    assert not _winograd.applies(x, k3, (2, 1), (1, 1))
-    assert not _winograd.applies(x, k3, (1, 1), (3, 1))
-    assert not _winograd.applies(x, k5, (1, 1), (1, 1))
-    assert not _winograd.applies(xp.zeros((1, 2, 6, 6)), xp.zeros((4, 2, 3, 3)), (1, 1), (0, 0))
-
-
 def test_buffer_cache_evicts_across_namespaces(monkeypatch):
     """A small cache budget forces eviction of one namespace's buffers by another's; the byte
     count stays exact and results stay right."""
     import array_api_strict as strict
 
-    from xpcnn.ops import _flat_shift, reference
+    from xpcnn import testing as reference
+    from xpcnn.ops import _flat_shift
 
     rng = np.random.default_rng(3)
     x, k = rng.normal(size=(4, 2, 9, 9)), rng.normal(size=(3, 2, 3, 3))

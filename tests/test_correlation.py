@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpcnn
-from xpcnn.ops import reference
+from xpcnn import testing as reference
 
 NOTES_INPUT = [[1, 6, 2], [5, 3, 1], [7, 0, 4]]
 NOTES_KERNEL = [[1, 2], [-1, 0]]

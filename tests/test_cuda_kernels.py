@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpcnn.ops import cuda, reference
+from xpcnn import testing as reference
+from xpcnn.ops import cuda
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cuda_host  # noqa: E402
@@ -123,11 +124,17 @@ def test_output_channel_blocks_loop_when_grid_y_is_capped(rt, monkeypatch):
     assert all(grid[1] == 1 for name, grid, *_ in rt.launches if "forward" in name)
 
 
-def test_too_large_shared_tile_falls_back_to_array_api_path(rt):
-    """A stride of 8 makes the shared input tile exceed 48 KiB even for one channel."""
+def test_too_large_shared_tile_is_not_supported():
+    """A stride of 8 makes the shared input tile exceed 48 KiB even for one channel: the kernels
+    decline (``supports``) and the dispatcher in ops/correlation.py takes the Array-API path
+    (run on CuPy by the cupy backends of test_correlation.py)."""
     assert cuda.forward_plan((1, 1, 200, 300), (2, 1, 3, 3), 8, (8, 8), (0, 0)) is None
-    _check(rt, (2, 2, 3, 40, 300, 3, 3, (8, 8), (1, 1)), "float64")
-    assert ("fallback", (), (), 0) in rt.launches
+    x, k = np.zeros((2, 2, 40, 300)), np.zeros((3, 2, 3, 3))
+    assert not cuda.supports(x, k, (8, 8), (1, 1))
+    assert cuda.supports(x, k, (1, 1), (1, 1))
+    assert cuda.supports(x.astype("float32"), k.astype("float32"), (4, 4), (1, 1))
+    assert not cuda.supports(x.astype("float32"), k.astype("float32"), (6, 6), (1, 1))
+    assert not cuda.supports(x.astype("int64"), k.astype("int64"), (1, 1), (1, 1))
 
 
 def test_shared_memory_within_budget_and_channels_chunked():

@@ -717,16 +717,17 @@ def conv_model(seed=0, lead=(), dtype="float64", **kw):
 
 @pytest.fixture
 def conv2d_calls(monkeypatch):
-    """Record ``input_gradient`` of every ``conv2d_backward`` call made by the layers."""
+    """Record ``input_gradient`` of every convolution backward made by the layers (they call the
+    trusted entry ``trusted_backward(xp, x, k, dy, stride, padding, input_gradient)``)."""
     from xpcnn.ops import correlation
 
-    calls, real = [], correlation.conv2d_backward
+    calls, real = [], correlation.trusted_backward
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("input_gradient", True))
-        return real(*args, **kwargs)
+    def spy(*args):
+        calls.append(args[6])
+        return real(*args)
 
-    monkeypatch.setattr(correlation, "conv2d_backward", spy)
+    monkeypatch.setattr(correlation, "trusted_backward", spy)
     return calls
 
 
@@ -748,7 +749,6 @@ def test_backward_without_input_gradient_keeps_parameter_gradients(be, rng, conv
         assert got.keys() == expected.keys()
         for k in got:
             np.testing.assert_array_equal(got[k], expected[k])
-    assert all(layer.needs_input_gradient for layer in model)  # restored
     model.forward(x)
     assert tuple(model.backward(g).shape) == (3, 1, 6, 6)  # a direct call still gets dE/dX
 
@@ -771,15 +771,32 @@ def test_fit_skips_the_input_gradient_of_the_first_layer(rng, conv2d_calls):
         x, y, loss="softmax_cross_entropy", optimizer=xpcnn.SGD(0.01), epochs=1, batch_size=4, progress=False
     )
     assert conv2d_calls == [True, False, True, False]  # per batch: second conv with dX, first without
-    assert all(layer.needs_input_gradient for layer in model)
 
 
-def test_the_flag_is_restored_when_backward_fails(rng):
+def test_a_failed_backward_changes_nothing(rng, conv2d_calls):
     model = conv_model()
     model.forward(rng.normal(size=(2, 1, 6, 6)))
-    with pytest.raises(ValueError, match="output_gradient"):
+    with pytest.raises(ValueError, match=r"expected loss_gradient of shape \(2, 2\).*received \(2, 3\)"):
         model.backward(model.placement.asarray(rng.normal(size=(2, 3))), input_gradient=False)
-    assert model[0].needs_input_gradient
+    assert conv2d_calls == [] and all(not layer.grads for layer in model)
+    with pytest.raises(TypeError, match="loss_gradient has dtype float32 but the model is float64"):
+        model.backward(model.placement.asarray(rng.normal(size=(2, 2)), dtype="float32"))
+    with pytest.raises(RuntimeError, match="before forward"):
+        conv_model().backward(model.placement.asarray(rng.normal(size=(2, 2))))
+
+
+def test_layer_backward_takes_input_gradient_as_an_argument(rng, conv2d_calls):
+    conv = xpcnn.Convolutional((1, 6, 6), 3, 2, seed=0, dtype="float64")
+    conv.forward(rng.normal(size=(2, 1, 6, 6)))
+    g = rng.normal(size=(2, 2, 4, 4))
+    assert conv.backward(g, input_gradient=False) is None
+    dk = conv.grads["kernels"]
+    assert tuple(conv.backward(g).shape) == (2, 1, 6, 6)
+    np.testing.assert_array_equal(conv.grads["kernels"], dk)
+    assert conv2d_calls == [False, True]
+    dense = xpcnn.Dense(3, 2, seed=0, dtype="float64")
+    dense.forward(rng.normal(size=(4, 3)))
+    assert dense.backward(rng.normal(size=(4, 2)), input_gradient=False) is None
 
 
 def test_a_model_without_parameters_returns_none_without_input_gradient(rng):

@@ -30,6 +30,7 @@ __all__ = [
     "array_namespace",
     "check_array",
     "cuda_available",
+    "device_key",
     "is_cupy",
     "placement",
     "placement_of",
@@ -58,18 +59,18 @@ def is_cupy(xp) -> bool:
     return array_api_compat.is_cupy_namespace(xp)
 
 
-def matmul_into(a, b, out):
-    """``out[...] = a @ b`` and return ``out``: written in place by NumPy (``matmul(out=)``),
-    through a temporary elsewhere (the Array API has no ``out=``).
+def device_key(dev) -> str:
+    """A hashable name for a device object, for dict keys and sets.
 
-    For work buffers in hot paths: a fresh multi-MB product is faulted in page by page on
-    every call (glibc returns freed large blocks to the kernel), which costs more than the
-    product itself on small layers.
+    A ``cupy.cuda.Device`` is unhashable in CuPy 14 (``hash()`` raises ``TypeError``), so a
+    device never goes into a key itself: its kind and ``id`` do (``"cupy.cuda.device:0"``).
     """
-    if type(out) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray:
-        return np.matmul(a, b, out=out)
-    out[...] = a @ b
-    return out
+    if type(dev) is str:  # NumPy's "cpu" (hot path)
+        return dev
+    index = getattr(dev, "id", None)
+    if type(index) is int:
+        return f"{type(dev).__module__}:{index}"
+    return f"{type(dev).__module__}:{dev!r}"
 
 
 def is_array(x: Any) -> bool:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from . import backend
 from ._validate import non_negative_int, positive
 
-__all__ = ["DescentPath", "gradient_descent"]
+__all__ = ["DescentPath", "descend", "gradient_descent"]
+
+
+def descend(a, gradient, learning_rate: float):
+    """One step of eq. 1, ``a - gamma grad F(a)``: the rule of :func:`gradient_descent`, of
+    ``Layer.backward(..., learning_rate=...)`` and of :class:`xpcnn.SGD` without momentum.
+    ``learning_rate`` is a Python float (a NumPy scalar would drag a device array to NumPy)."""
+    return a - learning_rate * gradient
 
 
 @dataclass
@@ -81,7 +88,7 @@ def gradient_descent(f, grad, x0, learning_rate: float, steps: int) -> DescentPa
                 f"gradient_descent: grad returned shape {tuple(getattr(g, 'shape', ()))} at step {n}, "
                 f"expected the shape of x0, {shape}."
             )
-        x = x - gamma * g  # eq. 1
+        x = descend(x, g, gamma)  # eq. 1
         path.points.append(x)
         path.values.append(float(f(x)))
     return path

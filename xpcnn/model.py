@@ -24,7 +24,10 @@ from ._validate import float_dtype, integer
 from .data import DataSource, batch_slices, num_batches
 from .layers.base import Layer
 
-__all__ = ["History", "NonFiniteLossError", "Sequential"]
+__all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential"]
+
+#: ``fit``'s default ``steps_per_sync`` on a GPU: batches queued between two reads of the losses.
+CUDA_STEPS_PER_SYNC = 16
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -146,6 +149,8 @@ class Sequential:
         self.history: History | None = None
         self.stop_training = False
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
+        self._validated: set = set()  # (per-sample shape, dtype) that went through every check
+        self._output_shape: tuple | None = None  # of the last forward
 
     # ---------------------------------------------------------------- basics
     def __repr__(self) -> str:
@@ -190,6 +195,7 @@ class Sequential:
         if self.optimizer is not None:
             self.optimizer.to(target, new_dtype)
         self.placement, self.dtype = target, new_dtype
+        self._validated = set()
         return self
 
     def save(self, path, **kwargs):
@@ -227,8 +233,20 @@ class Sequential:
     __call__ = forward
 
     def _forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        """The layers in order.  The first batch of each per-sample shape and dtype runs every
+        layer's validated ``forward``; once it went through, batches of that shape and dtype
+        run the trusted ``_forward`` of each layer (the shapes between layers are then known
+        to fit).  ``to()`` forgets what was validated."""
+        key = (tuple(x.shape[1:]), backend.dtype_name(x.dtype))
+        if key in self._validated:
+            xp = self.placement.xp
+            for layer in self.layers:
+                x = layer._forward(xp, x)
+        else:
+            for layer in self.layers:
+                x = layer.forward(x)
+            self._validated.add(key)
+        self._output_shape = tuple(x.shape)
         return x
 
     def backward(self, loss_gradient, input_gradient: bool = True):
@@ -237,27 +255,83 @@ class Sequential:
 
         With ``input_gradient=False`` (what ``fit`` does) ``dE/dX`` of the model's input is not
         wanted: the layers before the first one with parameters are not run backward, that
-        layer skips its own ``dE/dX`` (see ``Layer.needs_input_gradient``; for a convolution
-        about a third of its backward), and ``None`` is returned.  The parameter gradients
-        are the same."""
+        layer skips its own ``dE/dX`` (``Layer.backward(..., input_gradient=False)``; for a
+        convolution about a third of its backward), and ``None`` is returned.  The parameter
+        gradients are the same."""
         self._check_device_input(loss_gradient, "loss_gradient", "backward")
+        if self._output_shape is None:
+            raise RuntimeError("Sequential.backward: backward() was called before forward().")
+        if tuple(loss_gradient.shape) != self._output_shape:
+            raise ValueError(
+                f"Sequential.backward: expected loss_gradient of shape {self._output_shape} (the last "
+                f"forward output), received {tuple(loss_gradient.shape)}."
+            )
+        received = backend.dtype_name(loss_gradient.dtype)
+        if received != self.dtype:
+            raise TypeError(
+                f"Sequential.backward: loss_gradient has dtype {received} but the model is {self.dtype}."
+            )
+        layers = self.layers
+        stop = 0 if input_gradient else next((i for i, la in enumerate(layers) if la.param_names), len(layers))
+        for layer in layers[stop:]:
+            if layer._input is None:
+                raise RuntimeError(f"{layer.label}: backward() was called before forward().")
         return self._backward(loss_gradient, input_gradient)
 
     def _backward(self, gradient, input_gradient: bool = True):
+        """The trusted backward chain (the gradient comes from a loss or from the layers)."""
         layers = self.layers
-        if not input_gradient:
-            first = next((i for i, layer in enumerate(layers) if layer.param_names), len(layers))
-            if first == len(layers):  # nothing to train: dE/dX was the only result
+        stop = 0
+        if not input_gradient:  # nothing before the first layer with parameters is needed
+            stop = next((i for i, layer in enumerate(layers) if layer.param_names), None)
+            if stop is None:  # nothing to train: dE/dX was the only result
                 return None
-            layers = layers[first:]
-            before, layers[0].needs_input_gradient = layers[0].needs_input_gradient, False
-        try:
-            for layer in reversed(layers):
-                gradient = layer.backward(gradient)
-        finally:
-            if not input_gradient:
-                layers[0].needs_input_gradient = before
+        xp = self.placement.xp
+        for i in range(len(layers) - 1, stop - 1, -1):
+            gradient = layers[i]._backward(xp, gradient, input_gradient or i > stop)
         return gradient if input_gradient else None
+
+    # ------------------------------------------------------------- one step
+    def compile(self, loss=None, optimizer=None, metrics=None):
+        """Set the loss, the optimizer and the metrics that :meth:`train_step`, ``fit`` and
+        ``evaluate`` use by default (names or objects, as ``fit`` takes them).  Returns self."""
+        if loss is not None:
+            self.loss = self._resolve_loss(loss)
+        if optimizer is not None:
+            self.optimizer = optim.get(optimizer)
+        if metrics is not None:
+            self.metrics = self._resolve_metrics(metrics)
+        return self
+
+    def train_step(self, x_batch, y_batch):
+        """One step of mini-batch gradient descent on a batch already on the model's device:
+        forward, the loss ``E`` and ``dE/dY``, backward (no ``dE/dX`` of the data), optimizer
+        step (notes section 2, eq. 1-5).  Returns ``E`` as a 0-d device array (nothing is read
+        back to the host).  The update is applied only where ``E`` is finite: a NaN or infinite
+        loss leaves the parameters and the optimizer state as they were (a mask on the device).
+
+        Uses the loss and optimizer of :meth:`compile` (or of the last ``fit``).  ``fit`` is
+        the loop around this step; a custom loop calls it directly."""
+        self._check_device_input(x_batch, "x_batch", "train_step")
+        self._check_device_input(y_batch, "y_batch", "train_step")
+        if self.loss is None or self.optimizer is None:
+            raise ValueError(
+                "Sequential.train_step: no loss or optimizer; call model.compile(loss=..., optimizer=...) "
+                "first (fit sets them too)."
+            )
+        xp = self.placement.xp
+        value, _ = self._train_step(x_batch, y_batch, _value_and_gradient(self.loss), xp.isfinite)
+        return value
+
+    def _train_step(self, x, y, value_and_gradient, check):
+        """The step itself.  ``check(E)`` is the non-finite policy: it returns ``None`` (apply
+        the update) or a device boolean that masks it, or raises before anything changes."""
+        prediction = self._forward(x)  # eq. 12-17, layer by layer
+        value, gradient = value_and_gradient(prediction, y)  # E and dE/dY
+        mask = check(value)
+        self._backward(gradient, input_gradient=False)  # eq. 4-5; dE/dX of the data is unused
+        self.optimizer.step(self.layers, mask=mask)  # eq. 1, or one of its refinements
+        return value, prediction
 
     # -------------------------------------------------------------- resolving
     def _resolve_loss(self, loss):
@@ -373,6 +447,7 @@ class Sequential:
         progress=True,
         on_nonfinite: str = "raise",
         verbose=None,
+        steps_per_sync: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent; return a :class:`History`.
 
@@ -382,7 +457,7 @@ class Sequential:
                 device.  ``x`` must have the model's dtype; ``y`` too, or integer class labels.
             loss: a :class:`~xpcnn.losses.Loss` or a name (``"quadratic"``, ``"mse"``,
                 ``"binary_crossentropy"``, ``"softmax_crossentropy"``, ...); defaults to the
-                previous fit's.
+                previous fit's (or :meth:`compile`'s).
             optimizer: an :class:`~xpcnn.optim.Optimizer` or a name (``"sgd"``, ``"momentum"``,
                 ``"adam"``, ``"adamw"``); defaults to the previous fit's, else ``SGD(0.01)``.
                 Its state persists across calls (``optimizer.reset()`` clears it).
@@ -398,10 +473,20 @@ class Sequential:
                 ``False`` silent.  ``verbose`` is an alias.
             on_nonfinite: ``"raise"`` (:class:`NonFiniteLossError` naming the epoch, the batch
                 and the value) or ``"stop"`` (end training quietly; ``history.stop_reason``
-                says why).  Either way that batch's update is not applied.
+                says why).  Either way no update of that batch, or of any later one, is applied.
+            steps_per_sync: batches between two reads of the losses by the host (Keras's
+                ``steps_per_execution``).  ``None``: 1 on the CPU, where a read costs nothing,
+                :data:`CUDA_STEPS_PER_SYNC` on a GPU, where each read waits for the device.
 
-        The hot loop reads one Python float per batch (the loss, for the NaN check and the
-        history); metric sums stay on the device until the epoch ends.
+        Every batch is one :meth:`train_step`.  The losses stay on the device and are read
+        every ``steps_per_sync`` batches (and at the end of each epoch), in one transfer; the
+        batch callbacks (``on_batch_end``, the progress bar) then run for those batches, in
+        order.  The non-finite check is done on the device in between: each step's update is
+        masked by a flag that turns False at the first non-finite loss and stays False until
+        the read, so the parameters and the optimizer state after the read are exactly those
+        after the last finite batch, and the error names the batch that caused it.  With one
+        step per read the check is on the host and the masks are skipped.  Class labels are
+        checked against the number of outputs once, on the whole ``y``, before the first step.
         """
         if verbose is not None:
             progress = verbose
@@ -411,6 +496,9 @@ class Sequential:
             )
         epochs = integer(epochs, "epochs", 0, where="fit")
         batch_size = integer(batch_size, "batch_size", 1, where="fit")
+        if steps_per_sync is None:
+            steps_per_sync = CUDA_STEPS_PER_SYNC if self.placement.is_cuda else 1
+        steps_per_sync = integer(steps_per_sync, "steps_per_sync", 1, where="fit")
         loss = self._resolve_loss(loss)
         if getattr(loss, "differentiable", True) is False:
             raise ValueError(
@@ -429,6 +517,7 @@ class Sequential:
                     kind = f"a {kind} of {len(validation_data)} item(s)"
                 raise ValueError(f"fit: expected validation_data=(x_val, y_val). Received {kind}.")
             val = self._pair(*validation_data, "fit", prefix="val_")
+        value_and_gradient = self._checked_targets(loss, xs, ys, "fit")
         rng = init.rng_from(seed)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.input_shape = xs.shape[1:]
@@ -443,11 +532,7 @@ class Sequential:
         for c in callbacks:
             c.set_model(self)
             c.params = {"epochs": epochs, "batches": steps, "samples": n}
-        batch_begin = [c for c in callbacks if type(c).on_batch_begin is not cb.Callback.on_batch_begin]
-        batch_end = [c for c in callbacks if type(c).on_batch_end is not cb.Callback.on_batch_end]
-        value_and_gradient = getattr(loss, "value_and_gradient", None) or (
-            lambda p, t: (loss(p, t), loss.gradient(p, t))
-        )
+        loop = _EpochLoop(self, callbacks, value_and_gradient, metrics, steps_per_sync, on_nonfinite)
 
         history = History()
         self.history = history
@@ -458,40 +543,11 @@ class Sequential:
             for epoch in range(epochs):
                 for c in callbacks:
                     c.on_epoch_begin(epoch, {})
-                total = 0.0
-                sums = dict.fromkeys(metrics, 0.0)
-                for batch, index in enumerate(batch_slices(n, batch_size, shuffle, rng)):
-                    for c in batch_begin:
-                        c.on_batch_begin(batch, {})
-                    xb, yb = xs.take(index), ys.take(index)
-                    prediction = self._forward(xb)
-                    value, gradient = value_and_gradient(prediction, yb)
-                    current = float(value)  # the one device -> host read of the batch
-                    if not math.isfinite(current):
-                        message = (
-                            f"fit: the loss became {current} at epoch {epoch + 1}/{epochs}, batch "
-                            f"{batch + 1}/{steps}; this batch's update was not applied. Hints: lower the "
-                            "learning rate, check x and y for NaN or inf values, scale the inputs."
-                        )
-                        if on_nonfinite == "raise":
-                            raise NonFiniteLossError(message, epoch + 1, batch + 1, current)
-                        history.stop_reason = message
-                        self.stop_training = True
-                        break
-                    self._backward(gradient, input_gradient=False)  # dE/dX of the data: unused
-                    optimizer.step(self.layers)
-                    size = int(xb.shape[0])
-                    total += current * size
-                    for name, metric in metrics.items():
-                        sums[name] = sums[name] + metric(prediction, yb) * size
-                    for c in batch_end:
-                        c.on_batch_end(batch, {"loss": current, "size": size})
-                    if self.stop_training:
-                        break
-                if history.stop_reason is not None:
+                logs = loop.run(epoch, epochs, xs, ys, batch_slices(n, batch_size, shuffle, rng), steps)
+                if logs is None:  # a non-finite loss with on_nonfinite="stop"
+                    history.stop_reason = loop.stop_reason
+                    self.stop_training = True
                     break
-                logs = {"loss": total / n}
-                logs.update({name: float(s) / n for name, s in sums.items()})
                 if val is not None:
                     logs.update(self._evaluate(*val, loss, metrics, batch_size, prefix="val_"))
                 logs["learning_rate"] = optimizer.last_learning_rate
@@ -504,6 +560,26 @@ class Sequential:
             for c in callbacks:
                 c.on_train_end({})
         return history
+
+    def _checked_targets(self, loss, xs, ys, where: str):
+        """Check the whole ``y`` against the loss once (class labels against the number of
+        outputs); returns the per-batch ``value_and_gradient`` that can then skip that check."""
+        check = getattr(loss, "check_targets", None)
+        if check is None:
+            return _value_and_gradient(loss)
+        try:
+            outputs = self.output_shape(xs.shape[1:])
+        except Exception:  # the shapes do not chain: the first batch's forward names the layer
+            return _value_and_gradient(loss)
+        check(ys.array, outputs, where)
+        return loss.trusted_value_and_gradient
+
+    def output_shape(self, input_shape) -> tuple:
+        """The per-sample output shape of the model for a per-sample ``input_shape``."""
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = tuple(layer.output_shape(shape))
+        return shape
 
     # --------------------------------------------------------------- summary
     def _first_input_shape(self):
@@ -552,3 +628,100 @@ class Sequential:
         )
         print(text, file=file or sys.stdout)
         return text
+
+
+def _value_and_gradient(loss):
+    """``loss.value_and_gradient``, or its two halves for a loss object of one's own."""
+    both = getattr(loss, "value_and_gradient", None)
+    return both if both is not None else (lambda p, t: (loss(p, t), loss.gradient(p, t)))
+
+
+class _EpochLoop:
+    """One epoch of ``fit``: the batches, each a ``train_step``, with the losses read every
+    ``steps_per_sync`` batches and the batch callbacks run after each read."""
+
+    def __init__(self, model, callbacks, value_and_gradient, metrics, steps_per_sync, on_nonfinite):
+        self.model, self.metrics = model, metrics
+        self.value_and_gradient = value_and_gradient
+        self.steps_per_sync, self.on_nonfinite = steps_per_sync, on_nonfinite
+        self.batch_begin = [c for c in callbacks if type(c).on_batch_begin is not cb.Callback.on_batch_begin]
+        self.batch_end = [c for c in callbacks if type(c).on_batch_end is not cb.Callback.on_batch_end]
+        self.stop_reason: str | None = None
+
+    def run(self, epoch: int, epochs: int, xs, ys, indices, steps: int) -> dict | None:
+        """Train one epoch; return its logs, or None after a non-finite loss with "stop"."""
+        model, xp = self.model, self.model.placement.xp
+        self.where = (epoch, epochs, steps)
+        total, sums = 0.0, dict.fromkeys(self.metrics, 0.0)
+        pending: list = []  # (batch, loss on the device, size) since the last read
+        ok = None  # the device flag of the masked steps
+        on_host = self.steps_per_sync == 1
+
+        def check(value):
+            nonlocal ok
+            if on_host:
+                current = float(value)  # the one device -> host read of the batch
+                if not math.isfinite(current):
+                    raise _NonFinite(batch, current)
+                return None
+            finite = xp.isfinite(value)
+            ok = finite if ok is None else xp.logical_and(ok, finite)
+            return ok
+
+        for batch, index in enumerate(indices):
+            for c in self.batch_begin:
+                c.on_batch_begin(batch, {})
+            xb, yb = xs.take(index), ys.take(index)
+            try:
+                value, prediction = model._train_step(xb, yb, self.value_and_gradient, check)
+            except _NonFinite as bad:
+                return self._nonfinite(bad.batch, bad.value, 0)
+            size = int(xb.shape[0])
+            for name, metric in self.metrics.items():
+                sums[name] = sums[name] + metric(prediction, yb) * size
+            pending.append((batch, value, size))
+            if len(pending) == self.steps_per_sync or batch == steps - 1:
+                read = self._read(pending)
+                for (b, _, size_b), current in zip(pending, read, strict=True):
+                    if not math.isfinite(current):
+                        return self._nonfinite(b, current, batch - b + 1)
+                    total += current * size_b
+                    for c in self.batch_end:
+                        c.on_batch_end(b, {"loss": current, "size": size_b})
+                pending, ok = [], None
+                if model.stop_training:
+                    break
+        n = len(xs)
+        logs = {"loss": total / n}
+        logs.update({name: float(s) / n for name, s in sums.items()})
+        return logs
+
+    def _read(self, pending) -> list[float]:
+        """The pending losses as Python floats, in one device -> host transfer."""
+        if len(pending) == 1:
+            return [float(pending[0][1])]
+        xp = self.model.placement.xp
+        return [float(v) for v in backend.to_host(xp.stack([value for _, value, _ in pending]))]
+
+    def _nonfinite(self, batch: int, value: float, masked: int):
+        """The policy for a non-finite loss at ``batch``; ``masked`` steps (that one and the
+        later ones of its group) were masked and are taken off the optimizer's count."""
+        optimizer = self.model.optimizer
+        optimizer.iterations -= masked
+        epoch, epochs, steps = self.where
+        message = (
+            f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps}; "
+            "this batch's update was not applied. Hints: lower the learning rate, check x and y for "
+            "NaN or inf values, scale the inputs."
+        )
+        if self.on_nonfinite == "raise":
+            raise NonFiniteLossError(message, epoch + 1, batch + 1, value)
+        self.stop_reason = message
+        return None
+
+
+class _NonFinite(Exception):
+    """Internal: the host check of a step found a non-finite loss (nothing was changed)."""
+
+    def __init__(self, batch: int, value: float):
+        self.batch, self.value = batch, value

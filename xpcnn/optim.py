@@ -27,6 +27,7 @@ import math
 
 from . import backend
 from ._validate import float_dtype, non_negative, positive, unit_interval
+from .descent import descend
 from .schedules import Constant, as_schedule
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
@@ -64,12 +65,17 @@ class Optimizer:
         self.schedule = as_schedule(value)
 
     # ----------------------------------------------------------------- the step
-    def step(self, layers) -> None:
+    def step(self, layers, *, mask=None) -> None:
         """Apply one update to every parameter of ``layers`` from their stored gradients.
+
+        ``mask``: ``None``, or a 0-d boolean device array: where it is False the parameters and
+        the state keep their values (``fit`` and ``train_step`` mask the update of a
+        non-finite loss on the device, without reading it back); the step is counted either way.
 
         Raises ``RuntimeError`` when a parameter has no gradient (``backward`` not called) or
         when its state lives elsewhere than the parameter (the layer was moved without the
-        optimizer: use ``model.to(...)``, which moves both, or :meth:`to`).
+        optimizer: use ``model.to(...)``, which moves both, or :meth:`to`).  Everything is
+        checked before any parameter changes.
         """
         lr = self.schedule(self.iterations)
         if not (math.isfinite(lr) and lr >= 0):
@@ -78,11 +84,12 @@ class Optimizer:
                 f"{self.iterations}; expected a finite value >= 0."
             )
         t = self.iterations + 1
+        work = []
         for layer in layers:
             params = layer.parameters()
             if not params:
                 continue
-            grads = layer.gradients()
+            grads = layer.grads
             for name, param in params.items():
                 grad = grads.get(name)
                 if grad is None:
@@ -90,12 +97,35 @@ class Optimizer:
                         f"{type(self).__name__}.step: {layer.label} has no gradient for {name!r}; "
                         "call backward() after forward() before step()."
                     )
-                slots = self._slots_for(layer, name, param)
+                self._check_state(layer, name)
+                work.append((layer, name, param, grad))
+        for layer, name, param, grad in work:
+            slots = self._slots_for(layer, name, param)
+            if mask is None:
                 setattr(layer, name, self._update(param, grad, slots, lr, t))
+                continue
+            xp = slots["_where"][0].xp
+            before = {slot: slots[slot] for slot in self.slots}
+            new = self._update(param, grad, slots, lr, t)
+            for slot in self.slots:
+                slots[slot] = xp.where(mask, slots[slot], before[slot])
+            setattr(layer, name, xp.where(mask, new, param))
         self.iterations = t
         self.last_learning_rate = lr
 
+    def _check_state(self, layer, name) -> None:
+        """The state of ``layer.name`` (if any) lives where the parameter lives."""
+        entry = self.state.get((layer, name))
+        if entry is not None and entry["_where"] != (layer.placement, layer.dtype):
+            where, dtype = entry["_where"]
+            raise RuntimeError(
+                f"{type(self).__name__}: the state of {layer.label}.{name} is on {where.name} ({dtype}) "
+                f"but the parameter is on {layer.placement.name} ({layer.dtype}). Move the model with "
+                "model.to(...), which moves the optimizer state too, or call optimizer.to(...)."
+            )
+
     def _slots_for(self, layer, name, param) -> dict:
+        """The state of ``layer.name``, created (zeros where the parameter lives) on first use."""
         key = (layer, name)
         entry = self.state.get(key)
         if entry is None:
@@ -105,13 +135,6 @@ class Optimizer:
             for slot in self.slots:
                 entry[slot] = where.zeros(tuple(param.shape), dtype)
             self.state[key] = entry
-        elif entry["_where"] != (layer.placement, layer.dtype):
-            where, dtype = entry["_where"]
-            raise RuntimeError(
-                f"{type(self).__name__}: the state of {layer.label}.{name} is on {where.name} ({dtype}) "
-                f"but the parameter is on {layer.placement.name} ({layer.dtype}). Move the model with "
-                "model.to(...), which moves the optimizer state too, or call optimizer.to(...)."
-            )
         return entry
 
     def _update(self, param, grad, state: dict, lr: float, t: int):
@@ -191,7 +214,7 @@ class SGD(Optimizer):
 
     def _update(self, param, grad, state, lr, t):
         if self.momentum == 0:
-            return param - lr * grad  # eq. 1
+            return descend(param, grad, lr)  # eq. 1
         velocity = self.momentum * state["velocity"] + grad
         state["velocity"] = velocity
         direction = grad + self.momentum * velocity if self.nesterov else velocity

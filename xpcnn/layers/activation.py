@@ -45,13 +45,11 @@ class Activation(Layer):
             )
         return {}
 
-    def forward(self, x):
-        self._check_input(x)
+    def _forward(self, xp, x):
         self._input = x
         return self.f(x)  # eq. 12
 
-    def _backward(self, output_gradient):
-        self._check_output_gradient(output_gradient, self._input.shape)
+    def _backward(self, xp, output_gradient, input_gradient):
         return output_gradient * self.f_prime(self._input)  # eq. 13
 
 
@@ -155,17 +153,17 @@ class Softmax(Layer):
     eq. 13.  Shapes: ``X``, ``Y`` ``(..., C)`` with ``C >= 1``.
     """
 
-    def forward(self, x):
-        self._check_input(x)
+    def _check_shape(self, x):
         if x.ndim < 1 or x.shape[-1] == 0:
             raise ValueError(
                 f"{self.label}: expected input with at least one class on the last axis, received "
                 f"shape {tuple(x.shape)}."
             )
+
+    def _forward(self, xp, x):
         self._input = x
         self._output = A.softmax(x)
         return self._output
 
-    def _backward(self, output_gradient):
-        self._check_output_gradient(output_gradient, self._input.shape)
+    def _backward(self, xp, output_gradient, input_gradient):
         return A.softmax_vjp(self._output, output_gradient)

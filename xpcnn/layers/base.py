@@ -4,6 +4,11 @@ A layer is a function with a ``forward`` pass ``Y = layer(X)`` and a ``backward`
 that, given ``dE/dY``, returns ``dE/dX`` (eq. 5) and stores ``dE/dW`` for each trainable
 parameter ``W`` (eq. 4).  All arrays are batched along axis 0.
 
+Validation happens once, at the public edge: :meth:`Layer.forward` and :meth:`Layer.backward`
+check their arguments and then call the trusted ``_forward(xp, x)`` and
+``_backward(xp, output_gradient, input_gradient)`` that a subclass implements.
+``Sequential`` checks a model's input once and then runs the trusted entries of the chain.
+
 Parameters are created on the host from a seeded ``numpy.random.Generator`` (through
 :mod:`xpcnn.init`), so one seed gives one model on every backend, and are moved with
 :meth:`Layer.to`.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _validate, backend
+from .. import _validate, backend, descent
 
 REGISTRY: dict[str, type[Layer]] = {}
 
@@ -27,17 +32,16 @@ def register(cls):
 class Layer:
     """Base class: parameter bookkeeping, placement, input checks and the gradient step.
 
-    Subclasses set ``param_names`` and implement ``forward``, ``_backward`` (returning
-    ``dE/dX`` and filling ``self.grads``), ``config`` and, where the shape changes,
-    ``output_shape``.
+    Subclasses set ``param_names`` and implement ``_forward(xp, x)`` (storing what backward
+    needs, at least ``self._input = x``), ``_backward(xp, output_gradient, input_gradient)``
+    (returning ``dE/dX``, or ``None`` when ``input_gradient`` is False and the layer can skip
+    it, and filling ``self.grads``), ``config`` and, where the shape changes,
+    ``output_shape``; ``_check_shape(x)`` adds the layer's own input-shape rules, and
+    ``parameter_shapes(config)`` states the parameter shapes a configuration implies
+    (checkpoints validate files against it before building anything).
     """
 
     param_names: tuple[str, ...] = ()
-    #: False while the caller will not use ``dE/dX``: ``Sequential`` sets it on its first
-    #: layer with parameters in ``fit`` and in ``backward(g, input_gradient=False)``, and
-    #: restores it afterwards.  A layer may then skip computing ``dE/dX`` and return ``None``
-    #: from ``backward`` (``Convolutional`` does); the parameter gradients are the same.
-    needs_input_gradient: bool = True
 
     def __init__(self, *, dtype: str = "float32"):
         self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)
@@ -59,6 +63,21 @@ class Layer:
 
     def config(self) -> dict:
         """The constructor arguments (JSON-serialisable) that rebuild this layer."""
+        return {}
+
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter that ``cls(**config)`` creates, computed without creating
+        anything (checkpoints check a file against it before any allocation).  Raises
+        ``ValueError`` or ``TypeError`` for a configuration the constructor would refuse.
+
+        The default covers layers without parameters; a layer with parameters must override it.
+        """
+        if cls.param_names:
+            raise NotImplementedError(
+                f"{cls.__name__} has parameters {list(cls.param_names)} but does not define the "
+                "classmethod parameter_shapes(config)."
+            )
         return {}
 
     # ------------------------------------------------------------- parameters
@@ -134,28 +153,47 @@ class Layer:
 
     # ------------------------------------------------------------- the passes
     def forward(self, x):
-        raise NotImplementedError
+        """``Y = layer(X)`` for a batch ``x`` (validated here, then :meth:`_forward`)."""
+        xp = self._check_input(x)
+        self._check_shape(x)
+        return self._forward(xp, x)
 
     def __call__(self, x):
         return self.forward(x)
 
-    def backward(self, output_gradient, learning_rate: float | None = None):
+    def _check_shape(self, x) -> None:
+        """The layer's own rules on the input's shape (rank, sizes); none by default."""
+
+    def _forward(self, xp, x):
+        """The trusted forward pass on a validated ``x``; stores ``self._input``."""
+        raise NotImplementedError
+
+    def backward(self, output_gradient, learning_rate: float | None = None, *, input_gradient: bool = True):
         """Return ``dE/dX`` given ``dE/dY`` (eq. 5); store ``dE/dW`` in ``self.grads`` (eq. 4).
 
         With ``learning_rate`` the plain gradient-descent step of the notes is applied:
-        ``W <- W - learning_rate * dE/dW``.
+        ``W <- W - learning_rate * dE/dW`` (eq. 1, :func:`xpcnn.descent.descend`, the rule
+        ``SGD`` applies too).  With ``input_gradient=False`` the caller will not use
+        ``dE/dX``: ``None`` is returned and a layer may skip computing it (``Convolutional``
+        does: about a third of its backward); the parameter gradients are the same.
         """
         if self._input is None:
             raise RuntimeError(f"{self.label}: backward() was called before forward().")
         if learning_rate is not None:  # checked first: bad input changes nothing
             learning_rate = _validate.positive(learning_rate, "learning_rate", self.label)  # a Python float
-        input_gradient = self._backward(output_gradient)
+        x = self._input
+        expected = (x.shape[0], *self.output_shape(tuple(x.shape[1:])))
+        xp = self._check_output_gradient(output_gradient, expected)
+        input_gradient = bool(input_gradient)
+        dx = self._backward(xp, output_gradient, input_gradient)
         if learning_rate is not None:
             for name, grad in self.grads.items():
-                setattr(self, name, getattr(self, name) - learning_rate * grad)
-        return input_gradient
+                setattr(self, name, descent.descend(getattr(self, name), grad, learning_rate))
+        return dx if input_gradient else None
 
-    def _backward(self, output_gradient):
+    def _backward(self, xp, output_gradient, input_gradient: bool):
+        """The trusted backward pass: fill ``self.grads`` and return ``dE/dX`` (or ``None`` when
+        ``input_gradient`` is False and the layer skips it)."""
         raise NotImplementedError
 
     def output_shape(self, input_shape: tuple) -> tuple:

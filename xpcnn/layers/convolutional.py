@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _validate, init
 from ..ops import correlation
+from ..ops.geometry import conv_output_size
 from .base import Layer, register
 
 BIAS_MODES = ("channel", "pixel", "none")
@@ -66,6 +67,19 @@ class Convolutional(Layer):
         dtype: str = "float32",
     ):
         super().__init__(dtype=dtype)
+        self._configure(input_shape, kernel_size, depth, padding=padding, stride=stride, bias=bias)
+        rng = init.rng_from(seed)
+        c, (kh, kw) = self.input_shape[0], self.kernel_size
+        k0 = init.glorot_uniform(rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
+        self.kernels = self.placement.asarray(k0, dtype=self.dtype)
+        if bias != "none":
+            self.biases = self.placement.zeros(self._parameter_shapes()["biases"], self.dtype)
+
+    def _configure(
+        self, input_shape, kernel_size, depth, *, padding=0, stride=1, bias="channel", seed=None, dtype="float32"
+    ) -> None:
+        """Validate the arguments and set the sizes (no allocation: ``parameter_shapes`` uses it)."""
+        _validate.float_dtype(dtype, where="Convolutional")
         try:
             c, h, w = input_shape
         except (TypeError, ValueError):
@@ -85,25 +99,17 @@ class Convolutional(Layer):
         self.padding = _padding(padding, self.kernel_size)
         self.stride = _validate.pair(stride, "stride", 1, "Convolutional")
         self.bias_mode = bias
-        kh, kw = self.kernel_size
-        for size, k, p, name in ((h, kh, self.padding[0], "height"), (w, kw, self.padding[1], "width")):
+        for size, k, p, name in zip((h, w), self.kernel_size, self.padding, ("height", "width"), strict=True):
             if k > size + 2 * p:
                 raise ValueError(
                     f"Convolutional: kernel {name} {k} is larger than the padded input {name} {size + 2 * p} "
                     f"(input {size}, padding {p})."
                 )
         self.output_hw = tuple(
-            correlation.conv_output_size(s, k, st, p)
-            for s, k, st, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=False)
+            conv_output_size(s, k, st, p)
+            for s, k, st, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=True)
         )
         self.param_names = ("kernels",) if bias == "none" else ("kernels", "biases")
-        rng = init.rng_from(seed)
-        kshape = (self.depth, c, kh, kw)
-        k0 = init.glorot_uniform(rng, kshape, c * kh * kw, self.depth * kh * kw)
-        self.kernels = self.placement.asarray(k0, dtype=self.dtype)
-        if bias != "none":
-            bshape = (self.depth,) if bias == "channel" else (self.depth, *self.output_hw)
-            self.biases = self.placement.zeros(bshape, self.dtype)
 
     def config(self) -> dict:
         return {
@@ -116,11 +122,23 @@ class Convolutional(Layer):
             "dtype": self.dtype,
         }
 
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict:
+        """Computed with the constructor's own rules, on a layer that allocates nothing."""
+        probe = cls.__new__(cls)
+        probe._configure(**config)
+        return probe._parameter_shapes()
+
+    def _parameter_shapes(self) -> dict:
+        shapes = {"kernels": (self.depth, self.input_shape[0], *self.kernel_size)}
+        if self.bias_mode != "none":
+            shapes["biases"] = (self.depth,) if self.bias_mode == "channel" else (self.depth, *self.output_hw)
+        return shapes
+
     def output_shape(self, input_shape=None):
         return (self.depth, *self.output_hw)
 
-    def forward(self, x):
-        xp = self._check_input(x)
+    def _check_shape(self, x):
         if x.ndim != 4:
             raise ValueError(
                 f"{self.label}: expected input of rank 4 (batch, channels, height, width) = "
@@ -134,28 +152,24 @@ class Convolutional(Layer):
                 f"{self.label}: expected input of shape (n, {', '.join(map(str, self.input_shape))}), "
                 f"received {tuple(x.shape)}.{hint}"
             )
+
+    def _forward(self, xp, x):
         self._input = x
-        y = correlation.conv2d_forward(x, self.kernels, stride=self.stride, padding=self.padding)
+        y = correlation.trusted_forward(xp, x, self.kernels, self.stride, self.padding)
         if self.bias_mode == "channel":
             return y + xp.reshape(self.biases, (self.depth, 1, 1))
         if self.bias_mode == "pixel":
             return y + self.biases
         return y
 
-    def _backward(self, output_gradient):
+    def _backward(self, xp, output_gradient, input_gradient):
         x = self._input
-        xp = self._check_output_gradient(output_gradient, (x.shape[0], self.depth, *self.output_hw))
-        dx, dk = correlation.conv2d_backward(
-            x,
-            self.kernels,
-            output_gradient,
-            stride=self.stride,
-            padding=self.padding,
-            input_gradient=self.needs_input_gradient,  # False: dx is None (the first layer in fit)
-        )
+        dx, dk = correlation.trusted_backward(
+            xp, x, self.kernels, output_gradient, self.stride, self.padding, input_gradient
+        )  # input_gradient False (the first layer in fit): dx is None
         self.grads = {"kernels": dk}  # eq. 18
         if self.bias_mode == "channel":
             self.grads["biases"] = xp.sum(output_gradient, axis=(0, 2, 3))  # eq. 19
         elif self.bias_mode == "pixel":
             self.grads["biases"] = xp.sum(output_gradient, axis=0)  # eq. 19
-        return dx  # eq. 20 (None when needs_input_gradient is False)
+        return dx  # eq. 20 (None when input_gradient is False)

@@ -29,11 +29,16 @@ class Dense(Layer):
     def config(self) -> dict:
         return {"input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
 
+    @classmethod
+    def parameter_shapes(cls, config: dict) -> dict:
+        n_in = _validate.positive_int(config.get("input_size"), "input_size", cls.__name__)
+        n_out = _validate.positive_int(config.get("output_size"), "output_size", cls.__name__)
+        return {"weights": (n_out, n_in), "bias": (n_out,)}
+
     def output_shape(self, input_shape):
         return (self.output_size,)
 
-    def forward(self, x):
-        xp = self._check_input(x)
+    def _check_shape(self, x):
         if x.ndim != 2:
             hint = " Did you forget a Reshape or Flatten layer before it?" if x.ndim > 2 else ""
             raise ValueError(
@@ -45,13 +50,14 @@ class Dense(Layer):
                 f"{self.label}: expected {self.input_size} input features, received {x.shape[1]} "
                 f"(input shape {tuple(x.shape)})."
             )
+
+    def _forward(self, xp, x):
         self._input = x
         return xp.matmul(x, xp.matrix_transpose(self.weights)) + self.bias  # eq. 7
 
-    def _backward(self, output_gradient):
-        xp = self._check_output_gradient(output_gradient, (self._input.shape[0], self.output_size))
+    def _backward(self, xp, output_gradient, input_gradient):
         self.grads = {
             "weights": xp.matmul(xp.matrix_transpose(output_gradient), self._input),  # eq. 9
             "bias": xp.sum(output_gradient, axis=0),  # eq. 10
         }
-        return xp.matmul(output_gradient, self.weights)  # eq. 11
+        return xp.matmul(output_gradient, self.weights) if input_gradient else None  # eq. 11

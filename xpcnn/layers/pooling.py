@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import pair
-from ..ops import correlation
+from ..ops.geometry import conv_output_size
 from .base import Layer, register
 
 
@@ -36,14 +36,12 @@ class _Pool2D(Layer):
 
     def output_shape(self, input_shape):
         c, h, w = input_shape
-        return (c, *(correlation.conv_output_size(s, *a) for s, a in zip((h, w), self._axes(), strict=True)))
+        return (c, *(conv_output_size(s, *a) for s, a in zip((h, w), self._axes(), strict=True)))
 
     def _axes(self):
         return tuple(zip(self.pool_size, self.stride, self.padding, strict=True))
 
-    def _windows(self, x):
-        """Validate ``x``; return ``(xp, padded x, output height, output width)``."""
-        xp = self._check_input(x)
+    def _check_shape(self, x):
         if x.ndim != 4:
             raise ValueError(
                 f"{self.label}: expected input of rank 4 (batch, channels, height, width), received shape "
@@ -56,13 +54,18 @@ class _Pool2D(Layer):
                 f"{self.label}: pool_size {self.pool_size} is larger than the padded input "
                 f"({h}, {w}) (input shape {tuple(x.shape)}, padding {self.padding})."
             )
+
+    def _windows(self, xp, x):
+        """``(padded x, output height, output width)`` for a validated ``x``."""
+        (ph, pw), (kh, kw) = self.padding, self.pool_size
+        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
         if ph or pw:
             padded = xp.full(
                 (x.shape[0], x.shape[1], h, w), self._fill, dtype=x.dtype, device=backend.device(x)
             )
             padded[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]] = x
             x = padded
-        return xp, x, (h - kh) // self.stride[0] + 1, (w - kw) // self.stride[1] + 1
+        return x, conv_output_size(h, kh, self.stride[0]), conv_output_size(w, kw, self.stride[1])
 
     def _slice(self, i, j, ho, wo):
         sh, sw = self.stride
@@ -97,8 +100,8 @@ class MaxPool2D(_Pool2D):
 
     _fill = -float("inf")
 
-    def forward(self, x):
-        xp, xpad, ho, wo = self._windows(x)
+    def _forward(self, xp, x):
+        xpad, ho, wo = self._windows(xp, x)
         self._input, self._hw = x, (ho, wo)
         best, winner = None, None
         for k, (i, j) in enumerate(self._offsets()):
@@ -112,9 +115,8 @@ class MaxPool2D(_Pool2D):
         self._winner = winner
         return best if self.pool_size != (1, 1) else xp.asarray(best, copy=True)  # never a view of x
 
-    def _backward(self, output_gradient):
-        x, (ho, wo) = self._input, self._hw
-        xp = self._check_output_gradient(output_gradient, (x.shape[0], x.shape[1], ho, wo))
+    def _backward(self, xp, output_gradient, input_gradient):
+        ho, wo = self._hw
         zero = xp.zeros_like(output_gradient)
         parts = (
             (ij, xp.where(self._winner == k, output_gradient, zero)) for k, ij in enumerate(self._offsets())
@@ -129,8 +131,8 @@ class AvgPool2D(_Pool2D):
 
     _fill = 0.0
 
-    def forward(self, x):
-        xp, xpad, ho, wo = self._windows(x)
+    def _forward(self, xp, x):
+        xpad, ho, wo = self._windows(xp, x)
         self._input, self._hw = x, (ho, wo)
         total = None
         for i, j in self._offsets():
@@ -138,8 +140,7 @@ class AvgPool2D(_Pool2D):
             total = window if total is None else total + window
         return total / (self.pool_size[0] * self.pool_size[1])
 
-    def _backward(self, output_gradient):
-        x, (ho, wo) = self._input, self._hw
-        xp = self._check_output_gradient(output_gradient, (x.shape[0], x.shape[1], ho, wo))
+    def _backward(self, xp, output_gradient, input_gradient):
+        ho, wo = self._hw
         share = output_gradient / (self.pool_size[0] * self.pool_size[1])
         return self._scatter(xp, ((ij, share) for ij in self._offsets()), ho, wo)

@@ -49,18 +49,18 @@ class Reshape(Layer):
     def output_shape(self, input_shape=None):
         return self.target_shape
 
-    def forward(self, x):
-        xp = self._check_input(x)
+    def _check_shape(self, x):
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{self.label}: expected input of shape (n, {', '.join(map(str, self.input_shape))}), "
                 f"received {tuple(x.shape)}."
             )
+
+    def _forward(self, xp, x):
         self._input = x
         return xp.reshape(x, (x.shape[0], *self.target_shape))
 
-    def _backward(self, output_gradient):
-        xp = self._check_output_gradient(output_gradient, (self._input.shape[0], *self.target_shape))
+    def _backward(self, xp, output_gradient, input_gradient):
         return xp.reshape(output_gradient, tuple(self._input.shape))
 
 
@@ -71,14 +71,13 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def forward(self, x):
-        xp = self._check_input(x)
+    def _check_shape(self, x):
         if x.ndim < 1:
             raise ValueError(f"{self.label}: expected a batched input (rank >= 1), received a scalar.")
+
+    def _forward(self, xp, x):
         self._input = x
         return xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
-    def _backward(self, output_gradient):
-        x = self._input
-        xp = self._check_output_gradient(output_gradient, (x.shape[0], math.prod(x.shape[1:])))
-        return xp.reshape(output_gradient, tuple(x.shape))
+    def _backward(self, xp, output_gradient, input_gradient):
+        return xp.reshape(output_gradient, tuple(self._input.shape))

@@ -31,7 +31,30 @@ class SoftmaxCrossEntropy(Loss):
     of +-1000 in float32 finite and exact.
     """
 
-    def _prepare(self, prediction, target):
+    def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
+        """Check a whole data set's class labels once (``fit`` does, before the first step):
+        integer labels ``(N,)`` must lie in ``[0, C)`` for ``outputs == (C,)``, the model's
+        per-sample output shape.  One pass over ``target`` (host or device: one read); the
+        batches then skip that check (:meth:`trusted_value_and_gradient`), which on a GPU
+        would wait for the device at every step.  Other target forms are checked per batch."""
+        lx = backend.array_namespace(target)
+        if target.ndim != 1 or len(outputs) != 1 or not lx.isdtype(target.dtype, "integral"):
+            return
+        if int(target.shape[0]) == 0:
+            return
+        c = int(outputs[0])
+        low, high = int(lx.min(target)), int(lx.max(target))
+        if low < 0 or high >= c:
+            raise ValueError(
+                f"{where}: {self.name}: expected class labels in [0, {c}) for the model's {c} outputs, "
+                f"received labels from {low} to {high} in y."
+            )
+
+    def trusted_value_and_gradient(self, prediction, target):
+        """:meth:`value_and_gradient` for labels already checked by :meth:`check_targets`."""
+        return self._value_and_gradient(*self._prepare(prediction, target, labels_checked=True))
+
+    def _prepare(self, prediction, target, labels_checked: bool = False):
         xp = self._check_prediction(prediction)
         if prediction.ndim != 2:
             raise ValueError(
@@ -56,8 +79,7 @@ class SoftmaxCrossEntropy(Loss):
             # in their dtype would wrap and match some labels twice.
             lx = backend.array_namespace(target)
             target = lx.astype(target, lx.int64, copy=False)
-            bad = (target < 0) | (target >= c)
-            if bool(lx.any(bad)):
+            if not labels_checked and bool(lx.any((target < 0) | (target >= c))):
                 low, high = int(lx.min(target)), int(lx.max(target))
                 raise ValueError(
                     f"{self.name}: expected class labels in [0, {c}) for {c} classes, received labels "
@@ -83,7 +105,9 @@ class SoftmaxCrossEntropy(Loss):
         return (p * xp.sum(target, axis=1, keepdims=True) - target) / n
 
     def value_and_gradient(self, prediction, target):
-        xp, prediction, target = self._prepare(prediction, target)
+        return self._value_and_gradient(*self._prepare(prediction, target))
+
+    def _value_and_gradient(self, xp, prediction, target):
         n = int(prediction.shape[0])
         logp = log_softmax(xp, prediction)
         value = as_0d(xp, -xp.sum(target * logp) / n, prediction)

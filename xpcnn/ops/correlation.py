@@ -8,9 +8,12 @@ Notation (as in Chainer's ``convolution_2d``):
 * ``s`` stride, ``p`` zero padding on each side (per axis),
 * ``h_O = (h_I + 2 p_h - h_K) // s_h + 1`` and ``w_O = (w_I + 2 p_w - w_K) // s_w + 1``.
 
-Each public function validates its input, then delegates: to the CUDA RawKernels when the
-arrays are CuPy arrays, otherwise to the generic Array API formulation in
-:mod:`xpcnn.ops._flat_shift`.  Both compute exactly the same thing.
+Each public function validates its input once, then calls a trusted entry
+(:func:`trusted_forward`, :func:`trusted_backward`; the layers call these after their own
+checks).  Those hold the one decision of the package: the CUDA RawKernels
+(:mod:`xpcnn.ops.cuda`) for CuPy arrays of a float dtype whose launch plan fits, the generic
+Array API formulation (:mod:`xpcnn.ops._flat_shift`) for everything else.  Both compute
+exactly the same thing.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from __future__ import annotations
 from .. import backend
 from .._validate import pair as _pair
 from . import _flat_shift
+from .geometry import conv_output_size
 
-__all__ = ["conv2d_backward", "conv2d_forward", "conv_output_size", "convolve2d", "correlate2d"]
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """``(size + 2 padding - kernel) // stride + 1``: the output length along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
+__all__ = [
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_output_size",
+    "convolve2d",
+    "correlate2d",
+    "trusted_backward",
+    "trusted_forward",
+]
 
 
 def _check_together(where: str, first: tuple, *others: tuple) -> None:
@@ -72,8 +79,30 @@ def _check_nchw(x, k, stride, padding, where: str):
     return xp, stride, padding
 
 
-def _use_cuda(xp) -> bool:
-    return backend.is_cupy(xp)
+def _cuda(xp, x, k, stride, padding):
+    """The CUDA module when the RawKernels take this call (CuPy arrays, float32 / float64, a
+    launch plan that fits), else None: the Array API path runs (on CuPy too)."""
+    if not backend.is_cupy(xp):
+        return None
+    from . import cuda
+
+    return cuda if cuda.supports(x, k, stride, padding) else None
+
+
+def trusted_forward(xp, x, k, stride: tuple[int, int], padding: tuple[int, int]):
+    """:func:`conv2d_forward` on inputs already validated (``stride``, ``padding`` int pairs)."""
+    cuda = _cuda(xp, x, k, stride, padding)
+    if cuda is not None:
+        return cuda.conv2d_forward(x, k, stride, padding)
+    return _flat_shift.forward(xp, x, k, stride, padding)
+
+
+def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, int], input_gradient: bool):
+    """:func:`conv2d_backward` on inputs already validated."""
+    cuda = _cuda(xp, x, k, stride, padding)
+    if cuda is not None:
+        return cuda.conv2d_backward(x, k, dy, stride, padding, input_gradient)
+    return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
 
 
 def conv2d_forward(x, k, *, stride=1, padding=0):
@@ -91,11 +120,7 @@ def conv2d_forward(x, k, *, stride=1, padding=0):
         ``Y`` of shape ``(n, c_O, h_O, w_O)`` in the namespace, device and dtype of ``x``.
     """
     xp, stride, padding = _check_nchw(x, k, stride, padding, "conv2d_forward")
-    if _use_cuda(xp):
-        from . import cuda
-
-        return cuda.conv2d_forward(x, k, stride=stride, padding=padding)
-    return _flat_shift.forward(xp, x, k, stride, padding)
+    return trusted_forward(xp, x, k, stride, padding)
 
 
 def conv2d_backward(x, k, dy, *, stride=1, padding=0, input_gradient: bool = True):
@@ -127,11 +152,7 @@ def conv2d_backward(x, k, dy, *, stride=1, padding=0, input_gradient: bool = Tru
     _check_together("conv2d_backward", ("x", x), ("dy", dy))
     if dy.dtype != x.dtype:
         raise TypeError(f"conv2d_backward: dy has dtype {dy.dtype} but x has dtype {x.dtype}.")
-    if _use_cuda(xp):
-        from . import cuda
-
-        return cuda.conv2d_backward(x, k, dy, stride=stride, padding=padding, input_gradient=input_gradient)
-    return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
+    return trusted_backward(xp, x, k, dy, stride, padding, bool(input_gradient))
 
 
 def _check_2d(x, k, mode: str, where: str):

@@ -15,8 +15,10 @@ path (:mod:`xpcnn.ops._flat_shift`) computes, with the kernels of ``kernels/conv
 
 The bias gradient (eq. 19) is a plain sum and stays in the layer.  A forward whose shared
 input tile cannot fit 48 KiB even one channel at a time (float64: a stride of 4 or more, or a
-kernel from about 25 x 25; float32: a stride of 6, or from about 35 x 35) runs the Array-API
-path on CuPy instead (:func:`forward_plan` returns None).
+kernel from about 25 x 25; float32: a stride of 6, or from about 35 x 35) is not taken here:
+:func:`supports` says so, and :mod:`xpcnn.ops.correlation`, where the one dispatch decision
+lives, runs the Array-API path on CuPy instead.  The inputs were validated there: this module
+only makes them contiguous and reads their device.
 
 CuPy is imported lazily, here only.  The module is compiled once per device, on first use,
 through ``cupy.RawModule(code=..., options=OPTIONS, name_expressions=NAME_EXPRESSIONS)``, and
@@ -37,7 +39,9 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["NAME_EXPRESSIONS", "OPTIONS", "conv2d_backward", "conv2d_forward", "source"]
+from .geometry import conv_output_size
+
+__all__ = ["NAME_EXPRESSIONS", "OPTIONS", "conv2d_backward", "conv2d_forward", "source", "supports"]
 
 # Tile constants, passed to the compiler as -D options (the .cu has no defaults).
 FWD_BX, FWD_BY, FWD_RY, FWD_OCB = 32, 4, 4, 8
@@ -111,8 +115,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Launch plans and orchestration, shared by the CuPy runtime and the host-shim tests.
-# ``rt`` has ``xp`` (cupy or numpy, the array module), ``fallback_forward(x, k, stride, padding)``
-# and ``launch(name, grid, block, shared_bytes, args)``.
+# ``rt`` has ``xp`` (cupy or numpy, the array module) and ``launch(name, grid, block,
+# shared_bytes, args)``.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -131,8 +135,7 @@ def _forward_plan(x_shape, k_shape, itemsize, stride, padding, limits):
     o, _, kh, kw = k_shape
     sh, sw = stride
     ph, pw = padding
-    oh = (h + 2 * ph - kh) // sh + 1
-    ow = (w + 2 * pw - kw) // sw + 1
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
     in_h = (FWD_TILE_H - 1) * sh + kh
     in_w = (FWD_TILE_W - 1) * sw + kw
     per_channel = (in_h * in_w + kh * kw * FWD_OCB) * itemsize
@@ -165,6 +168,17 @@ def _forward_shared(cb: int, in_h: int, in_w: int, kh: int, kw: int, itemsize: i
     then the weights (as in the kernel)."""
     tiles = -(-cb * in_h * in_w * itemsize // 16) * 16
     return tiles + cb * kh * kw * FWD_OCB * itemsize
+
+
+def supports(x, k, stride, padding) -> bool:
+    """True when the RawKernels compute this convolution: a float32 / float64 dtype and a
+    forward launch plan that fits (the ``dX`` launch, stride 1 on ``dY``, then fits too: its
+    input tile is never larger)."""
+    dtype = str(x.dtype)
+    if dtype not in CTYPES:
+        return False
+    itemsize = 4 if dtype == "float32" else 8
+    return forward_plan(x.shape, k.shape, itemsize, stride, padding) is not None
 
 
 def kernel_grad_plan(x_shape, k_shape, dy_shape, itemsize: int, stride, padding):
@@ -208,15 +222,13 @@ def _forward(rt, x, k, stride, padding):
     ctype = CTYPES[str(x.dtype)]
     n, c, h, w = x.shape
     o, _, kh, kw = k.shape
-    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
-    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
-    if n * o * oh * ow == 0:
-        return xp.zeros((n, o, oh, ow), dtype=x.dtype)  # nothing to launch
-    if c == 0:
-        return xp.zeros((n, o, oh, ow), dtype=x.dtype)  # an empty sum
+    oh = conv_output_size(h, kh, stride[0], padding[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1])
+    if n * o * oh * ow == 0 or c == 0:
+        return xp.zeros((n, o, oh, ow), dtype=x.dtype)  # nothing to launch, or an empty sum
     plan = forward_plan(x.shape, k.shape, x.dtype.itemsize, stride, padding)
-    if plan is None:
-        return rt.fallback_forward(x, k, stride, padding)
+    if plan is None:  # supports() said no: the caller must not come here
+        raise ValueError(f"xpcnn CUDA forward: no launch plan fits x {x.shape}, kernel {k.shape}.")
     y = xp.empty(plan["out_shape"], dtype=x.dtype)
     rt.launch(
         forward_name(ctype, plan["size"]),
@@ -312,62 +324,37 @@ class _CupyRuntime:
         self.device_id = device_id
 
     def launch(self, name, grid, block, shared, args):
-        assert name in NAME_EXPRESSIONS, name
-        key = (self.device_id, name)
+        key = (self.device_id, name)  # the device id, an int: a CuPy 14 Device is unhashable
         fn = _functions.get(key)
         if fn is None:
+            assert name in NAME_EXPRESSIONS, name
             with self.xp.cuda.Device(self.device_id):
                 fn = _module(self.xp, self.device_id).get_function(name)
             _functions[key] = fn
-        for a in args:
-            assert isinstance(a, (np.int32, np.int64)) or (
-                a.flags.c_contiguous and a.device.id == self.device_id
-            )
         assert grid[1] <= GRID_YZ_MAX and grid[2] <= GRID_YZ_MAX and shared <= SHARED_BUDGET
         fn(grid, block, args, shared_mem=shared)
 
-    def fallback_forward(self, x, k, stride, padding):
-        import array_api_compat.cupy as xp_cupy
 
-        from . import _flat_shift
-
-        return self.xp.ascontiguousarray(_flat_shift.forward(xp_cupy, x, k, stride, padding))
-
-
-def _prepare(cupy, arrays, names, where):
-    """Contiguous CuPy arrays of one float dtype on one device, and that device's id."""
-    dtype = arrays[0].dtype
-    if str(dtype) not in CTYPES:
-        raise TypeError(f"{where}: the CUDA kernels take float32 or float64, received dtype {dtype}.")
-    device_id = arrays[0].device.id
-    out = []
-    for name, a in zip(names, arrays, strict=True):
-        if not isinstance(a, cupy.ndarray):
-            raise TypeError(f"{where}: expected {name} to be a CuPy array, received {type(a).__name__}.")
-        if a.dtype != dtype:
-            raise TypeError(f"{where}: {name} has dtype {a.dtype} but {names[0]} has dtype {dtype}.")
-        if a.device.id != device_id:
-            raise ValueError(
-                f"{where}: {name} is on cuda:{a.device.id} but {names[0]} is on cuda:{device_id}."
-            )
-        out.append(a if a.flags.c_contiguous else cupy.ascontiguousarray(a))
-    return out, device_id
+def _prepare(cupy, arrays):
+    """The arrays made C-contiguous (kernels ignore strides), and their device's id.  Dtypes
+    and devices were checked once, at the public edge (:mod:`xpcnn.ops.correlation`)."""
+    return [a if a.flags.c_contiguous else cupy.ascontiguousarray(a) for a in arrays], arrays[0].device.id
 
 
-def conv2d_forward(x, k, *, stride, padding):
+def conv2d_forward(x, k, stride, padding):
     """``Y = X * K`` on CuPy arrays: ``x (n, c_I, h_I, w_I)``, ``k (c_O, c_I, h_K, w_K)``,
-    ``stride`` and ``padding`` int pairs; returns ``(n, c_O, h_O, w_O)`` (eq. 17 without bias)."""
+    ``stride`` and ``padding`` int pairs; returns ``(n, c_O, h_O, w_O)`` (eq. 17 without bias).
+    Trusted: the caller validated the arrays and checked :func:`supports`."""
     cupy = _cupy()
-    (x, k), device_id = _prepare(cupy, (x, k), ("x", "kernel"), "conv2d_forward")
+    (x, k), device_id = _prepare(cupy, (x, k))
     with cupy.cuda.Device(device_id):
-        return _forward(_CupyRuntime(cupy, device_id), x, k, tuple(stride), tuple(padding))
+        return _forward(_CupyRuntime(cupy, device_id), x, k, stride, padding)
 
 
-def conv2d_backward(x, k, dy, *, stride, padding, input_gradient=True):
-    """``(dX, dK)`` on CuPy arrays (eq. 20 and 18); ``dX`` is None when ``input_gradient`` is False."""
+def conv2d_backward(x, k, dy, stride, padding, input_gradient=True):
+    """``(dX, dK)`` on CuPy arrays (eq. 20 and 18); ``dX`` is None when ``input_gradient`` is False.
+    Trusted, as :func:`conv2d_forward`."""
     cupy = _cupy()
-    (x, k, dy), device_id = _prepare(cupy, (x, k, dy), ("x", "kernel", "dy"), "conv2d_backward")
+    (x, k, dy), device_id = _prepare(cupy, (x, k, dy))
     with cupy.cuda.Device(device_id):
-        return _backward(
-            _CupyRuntime(cupy, device_id), x, k, dy, tuple(stride), tuple(padding), input_gradient
-        )
+        return _backward(_CupyRuntime(cupy, device_id), x, k, dy, stride, padding, input_gradient)

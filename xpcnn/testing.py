@@ -1,13 +1,27 @@
-"""The tutorial's per-sample loops, kept as a reference implementation and test oracle.
+"""Reference implementations for tests and benchmarks: the tutorial's per-sample loops.
 
-Host NumPy only, float64 accumulation, deliberately simple and slow (10-300x slower
-than the vectorised path): a loop over samples, output channels and input channels,
-each pair a 2-D valid cross-correlation (eq. 17, 18, 20 written out literally).
+Not the library's code path: host NumPy only, float64 accumulation, deliberately simple and
+slow (10-300x slower than the vectorised path): a loop over samples, output channels and
+input channels, each pair a 2-D valid cross-correlation (eq. 17, 18, 20 written out
+literally).  The test suite checks every formulation of the convolution (the Array API path,
+the CUDA kernels) against :func:`conv2d_forward` and :func:`conv2d_backward`; the benchmark
+times :func:`tutorial_forward` and :func:`tutorial_backward` as the "per-sample loops".
+(Until 0.1 this module was ``xpcnn.ops.reference``; that name still works, with a warning.)
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+__all__ = [
+    "conv2d_backward",
+    "conv2d_forward",
+    "correlate2d_full",
+    "correlate2d_taps",
+    "correlate2d_valid",
+    "tutorial_backward",
+    "tutorial_forward",
+]
 
 
 def correlate2d_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
