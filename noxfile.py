@@ -42,9 +42,9 @@ def cuda_compile(session: nox.Session) -> None:
     failing on an error or a register spill; then the kernels run on the CPU through the host
     shim (index arithmetic against the reference) and the CuPy wrapper's checks."""
     session.install("-e", ".[test]", "cupy-cuda13x", "nvidia-cuda-nvrtc")
-    session.run("python", "-m", "xpcnn.ops._cuda_compile", "--compiler", "nvrtc")
+    session.run("python", "-m", "xpcnn.tools.cuda_compile", "--compiler", "nvrtc")
     if shutil.which("nvcc"):
-        session.run("python", "-m", "xpcnn.ops._cuda_compile", "--compiler", "nvcc")
+        session.run("python", "-m", "xpcnn.tools.cuda_compile", "--compiler", "nvcc")
     cuda_tests = ["tests/test_cuda_compile.py", "tests/test_cuda_kernels.py", "tests/test_cuda_wrapper.py"]
     session.run("pytest", *cuda_tests, "tests/test_cuda_device.py", env={"XPCNN_REQUIRE_CUDA_COMPILE": "1"})
 
@@ -53,9 +53,9 @@ def cuda_compile(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """CPU speed next to PyTorch and the tutorial's loops (issue 4): ``nox -s bench`` prints the
     table and writes bench-results.json; ``nox -s bench -- --quick`` is the CI smoke run (no
-    timing can fail it).  Other arguments go to ``python -m xpcnn.bench``."""
+    timing can fail it).  Other arguments go to ``python -m xpcnn.tools.bench``."""
     session.install("-e", ".", *BACKENDS["torch"])
-    session.run("python", "-m", "xpcnn.bench", *session.posargs)
+    session.run("python", "-m", "xpcnn.tools.bench", *session.posargs)
 
 
 @nox.session

@@ -12,15 +12,15 @@ import sys
 import numpy as np
 import pytest
 
-from xpcnn import bench
 from xpcnn import testing as reference
+from xpcnn.tools import bench
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench-results.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "xpcnn.bench", "--quick", "--output", str(out)],
+        [sys.executable, "-m", "xpcnn.tools.bench", "--quick", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,5 +1,5 @@
 """Every template instance of ``kernels/conv2d.cu`` compiles for sm_90 without a GPU, with no
-register spill (NVRTC through cupy_backends, or nvcc; see xpcnn/ops/_cuda_compile.py).
+register spill (NVRTC through cupy_backends, or nvcc; see xpcnn/tools/cuda_compile.py).
 
 Where neither compiler is available the compile test is skipped with the reason; the
 ``cuda_compile`` nox session sets ``XPCNN_REQUIRE_CUDA_COMPILE=1``, which turns that skip into
@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from xpcnn.ops import _cuda_compile as cc
 from xpcnn.ops import cuda
+from xpcnn.tools import cuda_compile as cc
 
 REQUIRED = os.environ.get("XPCNN_REQUIRE_CUDA_COMPILE") == "1"
 

@@ -1,4 +1,4 @@
-"""xpcnn.gpu_check on a machine without a GPU: it says so, runs what it can, and its GPU
+"""xpcnn.tools.gpu_check on a machine without a GPU: it says so, runs what it can, and its GPU
 sections' code paths run here with device="cpu" on both sides (so that the one GPU run is not
 spent on a typo).  The real check runs on an H100 (README, section "GPU")."""
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from xpcnn import gpu_check
+from xpcnn.tools import gpu_check
 
 
 def test_no_gpu_is_reported_cleanly(tmp_path, monkeypatch, capsys):

@@ -655,14 +655,13 @@ def test_layers_get_their_index_and_repr():
 
 
 def test_checkpoint_callback_writes_loadable_files(rng, tmp_path):
-    from xpcnn import checkpoint
 
     x, y = blobs(rng, n=10)
     model = small()
     saver = C.ModelCheckpoint(str(tmp_path / "best.xpcnn"), monitor="loss", save_best_only=True)
     model.fit(x, y, loss="mse", epochs=2, batch_size=5, callbacks=[saver], progress=False)
     assert (tmp_path / "best.xpcnn").exists()
-    loaded = checkpoint.load(tmp_path / "best.xpcnn", device="cpu")
+    loaded = xpcnn.load(tmp_path / "best.xpcnn", device="cpu")
     assert len(saver.saved) == 2  # the loss fell in both epochs: the file holds the final weights
     np.testing.assert_array_equal(xpcnn.to_host(loaded.predict(x)), xpcnn.to_host(model.predict(x)))
 
@@ -805,3 +804,112 @@ def test_a_model_without_parameters_returns_none_without_input_gradient(rng):
     g = model.placement.asarray(rng.normal(size=(2, 6)), dtype="float32")
     assert model.backward(g, input_gradient=False) is None
     assert tuple(model.backward(g).shape) == (2, 3, 2)
+
+
+# ------------------------------------------------------------- train_step and deferred reads
+def _conv_data(rng, n=12):
+    return rng.normal(size=(n, 1, 6, 6)), rng.integers(0, 2, size=n)
+
+
+def test_train_step_is_one_step_of_fit(be, rng):
+    """fit over one batch and train_step on the same batch give the same parameters and loss."""
+    x, y = _conv_data(rng, n=6)
+    fitted = conv_model(device=be.place)
+    history = fitted.fit(x, y, loss="softmax_cross_entropy", optimizer=xpcnn.Adam(0.01), batch_size=6,
+                         shuffle=False, progress=False)  # fmt: skip
+    stepped = conv_model(device=be.place).compile(loss="softmax_cross_entropy", optimizer=xpcnn.Adam(0.01))
+    value = stepped.train_step(be.asarray(x), stepped.placement.asarray(y))
+    assert tuple(value.shape) == () and xpcnn.backend.placement_of(value) == be.place
+    assert float(be.to_host(value)) == pytest.approx(history["loss"][0], rel=1e-12)
+    for a, b in zip(fitted.parameters().values(), stepped.parameters().values(), strict=True):
+        np.testing.assert_allclose(be.to_host(a), be.to_host(b), rtol=1e-12, atol=1e-15)
+    assert stepped.optimizer.iterations == 1
+
+
+def test_train_step_masks_a_nonfinite_loss(be, rng):
+    x, y = _conv_data(rng, n=4)
+    model = conv_model(device=be.place).compile(loss="mse", optimizer=xpcnn.SGD(0.1, momentum=0.9))
+    target = rng.normal(size=(4, 2))
+    model.train_step(be.asarray(x), be.asarray(target))
+    before = [be.to_host(p) for p in model.parameters().values()]
+    state = [be.to_host(v) for v in model.optimizer.state_arrays().values()]
+    target[1, 0] = np.nan
+    value = model.train_step(be.asarray(x), be.asarray(target))
+    assert math.isnan(float(be.to_host(value)))
+    for a, b in zip(before, model.parameters().values(), strict=True):
+        np.testing.assert_array_equal(a, be.to_host(b))
+    for a, b in zip(state, model.optimizer.state_arrays().values(), strict=True):
+        np.testing.assert_array_equal(a, be.to_host(b))
+
+
+def test_train_step_needs_a_loss_and_an_optimizer(rng):
+    x, y = _conv_data(rng, n=2)
+    model = conv_model()
+    with pytest.raises(ValueError, match=r"call model\.compile\(loss=\.\.\., optimizer=\.\.\.\)"):
+        model.train_step(x, y)
+    model.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    import array_api_strict as strict
+
+    model.to(xpcnn.backend.Placement.of(strict, strict.Device("device1")))
+    with pytest.raises(ValueError, match="x_batch is a NumPy array on the host but the model is on"):
+        model.train_step(x, y)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_deferred_reads_train_the_same_weights(be, rng, optimizer):
+    """Reading the losses every 4 batches (the masked device-side check) changes no bit."""
+    x, y = _conv_data(rng, n=22)
+    runs = []
+    for k in (1, 4):
+        model = conv_model(device=be.place)
+        h = model.fit(x, y, loss="softmax_cross_entropy", optimizer=optimizer, epochs=2, batch_size=3,
+                      seed=5, progress=False, steps_per_sync=k)  # fmt: skip
+        runs.append((h["loss"], [be.to_host(p) for p in model.parameters().values()]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("k", [1, 3, 16])
+def test_deferred_reads_stop_at_the_batch_that_caused_it(be, rng, k):
+    """A NaN in batch 5 of 8: the error names batch 5 whatever the read interval, and the
+    parameters, the optimizer state and its step count are those after batch 4."""
+    x = rng.normal(size=(16, 1, 6, 6))
+    y = rng.normal(size=(16, 2))
+    y[9, 1] = np.nan  # batch 5 (batch_size 2, no shuffle)
+    model = conv_model(device=be.place)
+    ended = []
+
+    class Record(C.Callback):
+        def on_batch_end(self, batch, logs=None):
+            ended.append((batch, logs["loss"]))
+
+    with pytest.raises(xpcnn.NonFiniteLossError, match=r"batch 5/8") as info:
+        model.fit(x, y, loss="mse", optimizer="adam", batch_size=2, shuffle=False, progress=False,
+                  steps_per_sync=k, callbacks=Record())  # fmt: skip
+    assert info.value.batch == 5 and [b for b, _ in ended] == [0, 1, 2, 3]
+    reference = conv_model(device=be.place)
+    reference.fit(x[:8], y[:8], loss="mse", optimizer="adam", batch_size=2, shuffle=False, progress=False)
+    assert model.optimizer.iterations == reference.optimizer.iterations == 4
+    for a, b in zip(model.parameters().values(), reference.parameters().values(), strict=True):
+        np.testing.assert_array_equal(be.to_host(a), be.to_host(b))
+    for a, b in zip(model.optimizer.state_arrays().values(), reference.optimizer.state_arrays().values(),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(be.to_host(a), be.to_host(b))
+    ended_before = list(ended)
+    ended.clear()
+    conv_model(device=be.place).fit(x[:8], y[:8], loss="mse", optimizer="adam", batch_size=2, shuffle=False,
+                                    progress=False, callbacks=Record())  # fmt: skip
+    assert ended_before == ended  # the same batch losses, reported in order
+
+
+def test_labels_out_of_range_in_the_last_batch_fail_before_any_step(rng):
+    x, y = _conv_data(rng, n=10)
+    y[-1] = 2  # the model has 2 outputs
+    model = conv_model()
+    before = [np.array(p) for p in model.parameters().values()]
+    with pytest.raises(ValueError, match=r"fit: SoftmaxCrossEntropy: expected class labels in \[0, 2\) for "
+                       r"the model's 2 outputs, received labels from 0 to 2 in y"):  # fmt: skip
+        model.fit(x, y, loss="softmax_cross_entropy", batch_size=3, shuffle=False, progress=False)
+    for a, b in zip(before, model.parameters().values(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -22,7 +22,7 @@ from . import (
 )
 from .activations import *  # noqa: F403  (the activation functions and their derivatives)
 from .backend import Placement, cuda_available, placement, to_host
-from .checkpoint import CheckpointError, load, save
+from .checkpoint import CheckpointError, save
 from .descent import DescentPath, gradient_descent
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
 from .layers import (
@@ -56,7 +56,7 @@ from .losses import (
     ZeroOneLoss,
     accuracy,
 )
-from .model import History, NonFiniteLossError, Sequential
+from .model import History, NonFiniteLossError, Sequential, load
 from .neuron import Neuron, ThresholdLogicUnit
 from .ops import conv2d_backward, conv2d_forward, convolve2d, correlate2d
 from .optim import SGD, Adam, AdamW, Optimizer

@@ -17,14 +17,14 @@ import sys
 
 import numpy as np
 
-from . import backend, init, optim, schedules
+from . import backend, checkpoint, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
 from ._validate import float_dtype, integer
 from .data import DataSource, batch_slices, num_batches
 from .layers.base import Layer
 
-__all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential"]
+__all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential", "load"]
 
 #: ``fit``'s default ``steps_per_sync`` on a GPU: batches queued between two reads of the losses.
 CUDA_STEPS_PER_SYNC = 16
@@ -200,9 +200,7 @@ class Sequential:
 
     def save(self, path, **kwargs):
         """Write a checkpoint with :func:`xpcnn.checkpoint.save` (no pickle, atomic; see that
-        module; ``kwargs`` such as ``metadata=`` go to it).  Load it with ``xpcnn.load``."""
-        from . import checkpoint
-
+        module; ``kwargs`` such as ``metadata=`` go to it).  Load it with :func:`xpcnn.load`."""
         return checkpoint.save(self, path, **kwargs)
 
     # ------------------------------------------------------------- the passes
@@ -307,8 +305,10 @@ class Sequential:
         """One step of mini-batch gradient descent on a batch already on the model's device:
         forward, the loss ``E`` and ``dE/dY``, backward (no ``dE/dX`` of the data), optimizer
         step (notes section 2, eq. 1-5).  Returns ``E`` as a 0-d device array (nothing is read
-        back to the host).  The update is applied only where ``E`` is finite: a NaN or infinite
-        loss leaves the parameters and the optimizer state as they were (a mask on the device).
+        back to the host on a GPU).  The update is applied only where ``E`` is finite: a NaN or
+        infinite loss leaves the parameters and the optimizer state as they were (on the CPU,
+        where reading ``E`` costs nothing, the step is skipped; on a GPU the update is masked on
+        the device; either way the optimizer counts the step).
 
         Uses the loss and optimizer of :meth:`compile` (or of the last ``fit``).  ``fit`` is
         the loop around this step; a custom loop calls it directly."""
@@ -319,9 +319,14 @@ class Sequential:
                 "Sequential.train_step: no loss or optimizer; call model.compile(loss=..., optimizer=...) "
                 "first (fit sets them too)."
             )
-        xp = self.placement.xp
-        value, _ = self._train_step(x_batch, y_batch, _value_and_gradient(self.loss), xp.isfinite)
-        return value
+        value_and_gradient = _value_and_gradient(self.loss)
+        if self.placement.is_cuda:
+            return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[0]
+        try:
+            return self._train_step(x_batch, y_batch, value_and_gradient, _host_check)[0]
+        except _NonFinite as bad:
+            self.optimizer.iterations += 1  # counted, as the masked step on a GPU is
+            return bad.loss
 
     def _train_step(self, x, y, value_and_gradient, check):
         """The step itself.  ``check(E)`` is the non-finite policy: it returns ``None`` (apply
@@ -630,6 +635,20 @@ class Sequential:
         return text
 
 
+def load(path, device="cpu") -> Sequential:
+    """Load a checkpoint written by :func:`xpcnn.save` onto ``device`` (``"cpu"``, ``"cuda"``, a
+    :class:`~xpcnn.backend.Placement`).
+
+    Returns a ``Sequential`` whose parameters are bit-identical to the saved ones.  The file is
+    fully validated first (:mod:`xpcnn.checkpoint`); any problem raises
+    :class:`~xpcnn.checkpoint.CheckpointError` naming the path and the reason.  An unavailable
+    ``device`` raises as ``placement`` does.
+    """
+    place = backend.placement(device)
+    header, layers = checkpoint.load_layers(path)
+    return Sequential(layers, device=place, dtype=header.get("dtype"))
+
+
 def _value_and_gradient(loss):
     """``loss.value_and_gradient``, or its two halves for a loss object of one's own."""
     both = getattr(loss, "value_and_gradient", None)
@@ -660,10 +679,7 @@ class _EpochLoop:
         def check(value):
             nonlocal ok
             if on_host:
-                current = float(value)  # the one device -> host read of the batch
-                if not math.isfinite(current):
-                    raise _NonFinite(batch, current)
-                return None
+                return _host_check(value, batch)  # the one device -> host read of the batch
             finite = xp.isfinite(value)
             ok = finite if ok is None else xp.logical_and(ok, finite)
             return ok
@@ -723,5 +739,12 @@ class _EpochLoop:
 class _NonFinite(Exception):
     """Internal: the host check of a step found a non-finite loss (nothing was changed)."""
 
-    def __init__(self, batch: int, value: float):
-        self.batch, self.value = batch, value
+    def __init__(self, batch: int | None, value: float, loss):
+        self.batch, self.value, self.loss = batch, value, loss
+
+
+def _host_check(value, batch: int | None = None) -> None:
+    """The non-finite policy on the host: read ``E``; a NaN or infinite one stops the step."""
+    current = float(value)
+    if not math.isfinite(current):
+        raise _NonFinite(batch, current, value)

@@ -10,7 +10,7 @@ Two compilers, either of which works on a machine with no driver:
 
 Both pass ``-Xptxas=-v`` and parse ptxas's report: registers, stack frame and spill bytes per
 instance.  The check fails on a compile error, on a missing instance, or on any register
-spill.  ``python -m xpcnn.ops._cuda_compile [--compiler nvrtc|nvcc|any] [--arch sm_90]``
+spill.  ``python -m xpcnn.tools.cuda_compile [--compiler nvrtc|nvcc|any] [--arch sm_90]``
 prints a table and exits non-zero on failure (the ``cuda_compile`` nox session).
 """
 
@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cuda
+from ..ops import cuda
 
 
 @dataclass

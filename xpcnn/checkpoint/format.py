@@ -1,0 +1,380 @@
+"""The checkpoint file format: bytes, header, digests, atomic writes.  Nothing about models.
+
+File layout (little-endian throughout, in the spirit of safetensors)::
+
+    bytes 0..8        n, the header length (unsigned 64-bit little-endian integer)
+    bytes 8..8+n      the header: UTF-8 JSON object, padded with spaces to a multiple of 8
+    bytes 8+n..end    the data section: raw tensor bytes, back to back, no gaps
+
+The header holds ``format``, ``format_version`` ("major.minor"), ``tensors`` (name ->
+``{"dtype", "shape", "data_offsets"}``, ``data_offsets`` ``[begin, end)`` counting from the
+start of the data section), ``data_sha256`` (SHA-256 of the whole data section) and
+``header_sha256`` (SHA-256 of the canonical header without this key), plus whatever the
+content layer (:mod:`xpcnn.checkpoint.state`) puts there.  The canonical header text is
+``json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+allow_nan=False)``.  Tensor bytes are host bytes (little-endian float32 / float64, C order).
+
+Version policy: a reader of format ``1.x`` reads every ``1.y`` file (a minor version only adds
+optional keys, which older readers ignore); a file of a newer major version is refused with a
+"newer format" error.
+
+Safety (reliability.md, "Checkpoints"): the file is validated before anything is allocated
+(header length against the file size and a cap, JSON, format and version, the header
+checksum, dtypes, non-negative shapes whose byte sizes match their ranges, ranges inside the
+data section without overlaps or gaps, the data checksum), so allocations are bounded by the
+size of the file itself.  Every failure raises :class:`CheckpointError`.  Writes are atomic: a
+temporary file in the same folder, flushed and fsync-ed, then ``os.replace`` and an fsync of
+the folder; on any error the previous file is untouched and the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+
+import numpy as np
+
+__all__ = ["DTYPES", "FORMAT", "FORMAT_VERSION", "CheckpointError", "read", "tensor", "write"]
+
+FORMAT = "xpcnn.checkpoint"
+FORMAT_VERSION = "1.0"
+_MAJOR = int(FORMAT_VERSION.split(".")[0])
+
+#: Largest header accepted (bytes); a real header is a few kilobytes.
+MAX_HEADER_BYTES = 16 * 2**20
+#: Tensor dtypes a checkpoint may hold, with their little-endian NumPy codes.
+DTYPES = {"float32": "<f4", "float64": "<f8"}
+MAX_NDIM = 8
+MAX_LAYERS = 100_000
+_CHUNK = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be saved or loaded: ``.path`` names the file, ``.reason`` says why."""
+
+    def __init__(self, path, reason: str, action: str = "load"):
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason
+        verb = "Cannot save checkpoint" if action == "save" else "Invalid checkpoint"
+        super().__init__(f"{verb} {self.path!r}: {reason}")
+
+    def __reduce__(self):  # keep the error picklable (multiprocessing, pytest-xdist)
+        return (type(self), (self.path, self.reason))
+
+
+class Bad(Exception):
+    """A validation failure inside the package, turned into CheckpointError with the path."""
+
+
+def _canonical(header: dict) -> bytes:
+    return json.dumps(
+        header, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _header_digest(header: dict) -> str:
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def _encode_header(header: dict) -> bytes:
+    text = _canonical(header)
+    text += b" " * (-len(text) % 8)
+    if len(text) > MAX_HEADER_BYTES:
+        raise Bad(f"the header would be {len(text)} bytes, more than the limit {MAX_HEADER_BYTES}")
+    return len(text).to_bytes(8, "little") + text
+
+
+def _write_bytes(f, buffer) -> None:
+    """Write one buffer (a separate function so that tests can interrupt a write)."""
+    f.write(buffer)
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a folder: nothing to sync there
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_temporary(path: str):
+    """A new file next to ``path`` (same folder, so os.replace is atomic), mode from the umask."""
+    folder, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        return tmp, os.fdopen(fd, "wb")
+    raise FileExistsError(f"could not create a temporary file next to {path!r}")  # pragma: no cover
+
+
+def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
+    """Write ``body`` (the content's header keys) and the named host ``tensors`` to ``path``,
+    atomically: the format keys, the tensor table and both digests are added here."""
+    table, blobs, offset = {}, [], 0
+    digest = hashlib.sha256()
+    for name, host in tensors:
+        dtype = str(host.dtype)
+        if dtype not in DTYPES:
+            raise Bad(f"tensor {name!r} has dtype {dtype}; checkpoints hold {' or '.join(DTYPES)} tensors")
+        blob = np.ascontiguousarray(host.astype(DTYPES[dtype], copy=False)).reshape(-1).view(np.uint8)
+        table[name] = {"dtype": dtype, "shape": [int(d) for d in host.shape],
+                       "data_offsets": [offset, offset + blob.size]}  # fmt: skip
+        offset += blob.size
+        digest.update(blob)
+        blobs.append(blob)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "tensors": table,
+              "data_sha256": digest.hexdigest()}  # fmt: skip
+    header["header_sha256"] = _header_digest(header)
+    head = _encode_header(header)
+    if os.path.isdir(path):
+        raise Bad("the path is a folder")
+    path = os.path.abspath(path)
+    tmp, f = _open_temporary(path)
+    try:
+        with f:
+            _write_bytes(f, head)
+            for blob in blobs:
+                for start in range(0, blob.size, _CHUNK):
+                    _write_bytes(f, blob[start : start + _CHUNK])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(os.path.dirname(path))
+
+
+# --------------------------------------------------------------------------------- reading
+def _no_duplicates(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise Bad(f"the header repeats the key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name):
+    raise Bad(f"the header contains {name}, which JSON does not allow")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Bad(f"the header contains the number {text:.40}, too large for a float")
+    return value
+
+
+def _parse_header(raw: bytes) -> dict:
+    try:
+        text = raw.decode("utf-8")
+        header = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+        )
+    except Bad:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise Bad(f"the header is not valid JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict):
+        raise Bad(f"the header must be a JSON object, found a {type(header).__name__}")
+    return header
+
+
+def _check_version(header: dict) -> None:
+    fmt = header.get("format")
+    if fmt != FORMAT:
+        raise Bad(f"not an xpcnn checkpoint (format {fmt!r}, expected {FORMAT!r})")
+    version = header.get("format_version")
+    match = _VERSION.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        raise Bad(f"malformed format_version {version!r} (expected 'major.minor')")
+    major = int(match.group(1))
+    if major > _MAJOR:
+        raise Bad(
+            f"the file uses format version {version}, a newer format than this xpcnn reads "
+            f"({_MAJOR}.x); upgrade xpcnn to load it"
+        )
+    if major < _MAJOR:
+        raise Bad(f"unsupported old format version {version} (this xpcnn reads {_MAJOR}.x)")
+
+
+def _check_digest(header: dict, key: str) -> str:
+    value = header.get(key)
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise Bad(f"{key} must be 64 lowercase hexadecimal digits, found {value!r:.80}")
+    return value
+
+
+def _int(value, what: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise Bad(f"{what} must be an integer >= {minimum}, found {value!r:.80}")
+    return value
+
+
+def _check_tensors(header: dict, data_len: int) -> dict:
+    """Validate every tensor entry; return {name: (dtype, shape, begin, end)}."""
+    tensors = header.get("tensors")
+    if not isinstance(tensors, dict):
+        raise Bad(f"'tensors' must be an object, found {type(tensors).__name__}")
+    table: dict[str, tuple] = {}
+    spans = []
+    for name, entry in tensors.items():
+        if not isinstance(entry, dict):
+            raise Bad(f"tensor {name!r}: entry must be an object")
+        dtype = entry.get("dtype")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise Bad(f"tensor {name!r}: dtype {dtype!r:.80} is not allowed (allowed: {', '.join(DTYPES)})")
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or len(shape) > MAX_NDIM:
+            raise Bad(
+                f"tensor {name!r}: shape must be a list of at most {MAX_NDIM} sizes, found {shape!r:.80}"
+            )
+        shape = tuple(_int(d, f"tensor {name!r}: every size in the shape") for d in shape)
+        offsets = entry.get("data_offsets")
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            raise Bad(f"tensor {name!r}: data_offsets must be [begin, end], found {offsets!r:.80}")
+        begin, end = (_int(v, f"tensor {name!r}: data_offsets") for v in offsets)
+        if not begin <= end <= data_len:
+            raise Bad(
+                f"tensor {name!r}: data_offsets [{begin}, {end}] lie outside the data section of "
+                f"{data_len} bytes (truncated or corrupted file)"
+            )
+        nbytes = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize  # Python ints: no overflow
+        if nbytes != end - begin:
+            raise Bad(
+                f"tensor {name!r}: shape {list(shape)} of {dtype} needs {nbytes} bytes but data_offsets "
+                f"[{begin}, {end}] hold {end - begin}"
+            )
+        table[name] = (dtype, shape, begin, end)
+        spans.append((begin, end, name))
+    position, previous = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            raise Bad(f"tensors {previous!r} and {name!r} overlap in the data section")
+        if begin > position:
+            raise Bad(f"bytes {position}..{begin} of the data section belong to no tensor")
+        position, previous = end, name
+    if position != data_len:
+        raise Bad(
+            f"the data section has {data_len} bytes but the tensors cover {position} "
+            "(truncated file, trailing bytes or a corrupted header length)"
+        )
+    return table
+
+
+def _read_exact(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise Bad(f"the file ended after {len(data)} of {n} expected bytes (truncated)")
+    return data
+
+
+def _read_header(f, size: int) -> tuple[dict, int]:
+    """Read and validate the header; return it and the length of the data section."""
+    if size < 8:
+        raise Bad(
+            f"the file has {size} bytes, fewer than the 8-byte header length (truncated or not a checkpoint)"
+        )
+    n = int.from_bytes(_read_exact(f, 8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise Bad(
+            f"the header length is {n} bytes, more than the limit of {MAX_HEADER_BYTES} "
+            "(not an xpcnn checkpoint, or a corrupted one)"
+        )
+    if n > size - 8:
+        raise Bad(f"the header length {n} runs past the end of the {size}-byte file (truncated)")
+    header = _parse_header(_read_exact(f, n))
+    _check_version(header)
+    if _check_digest(header, "header_sha256") != _header_digest(header):
+        raise Bad("header checksum mismatch: the header was modified or corrupted")
+    _check_digest(header, "data_sha256")
+    return header, size - 8 - n
+
+
+def _open(path):
+    try:
+        return open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise Bad("no such file") from None
+    except IsADirectoryError:
+        raise Bad("the path is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise Bad(f"cannot open the file ({exc.strerror or exc})") from None
+
+
+def _read_data(f, data_len: int, expected: str) -> bytearray:
+    data = bytearray(data_len)  # bounded by the actual file size
+    view = memoryview(data)
+    digest = hashlib.sha256()
+    position = 0
+    while position < data_len:
+        got = f.readinto(view[position : position + _CHUNK])
+        if not got:
+            raise Bad(f"the data section ended after {position} of {data_len} bytes (truncated)")
+        digest.update(view[position : position + got])
+        position += got
+    view.release()
+    if digest.hexdigest() != expected:
+        raise Bad("data checksum mismatch (SHA-256): the tensor bytes are corrupted")
+    return data
+
+
+def read(path, check_content=None, data: bool = True) -> tuple[dict, dict, bytearray | None]:
+    """The validated header, tensor table ``{name: (dtype, shape, begin, end)}`` and data section
+    (checksum verified; ``None`` unless ``data``) of ``path``.  ``check_content(header)`` runs
+    right after the header's own checks (format, version, checksum), before the tensor table."""
+    with _open(path) as f:
+        header, data_len = _read_header(f, os.fstat(f.fileno()).st_size)
+        if check_content is not None:
+            check_content(header)
+        tensors = _check_tensors(header, data_len)
+        section = _read_data(f, data_len, header["data_sha256"]) if data else None
+    return header, tensors, section
+
+
+def tensor(data: bytearray, entry: tuple) -> np.ndarray:
+    """A native-order, writable host copy of one tensor of the table."""
+    dtype, shape, begin, _end = entry
+    flat = np.frombuffer(data, dtype=DTYPES[dtype], count=math.prod(shape), offset=begin)
+    return flat.astype(dtype).reshape(shape)
+
+
+def guarded(path, action):
+    try:
+        return action()
+    except Bad as exc:
+        raise CheckpointError(path, str(exc)) from None
+    except CheckpointError:
+        raise
+    except (
+        OSError,
+        EOFError,
+        MemoryError,
+        OverflowError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        RecursionError,
+    ) as exc:  # a last line of defence: one error type, whatever went wrong
+        raise CheckpointError(path, f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+

@@ -1,0 +1,251 @@
+"""The content of a model checkpoint: layers and parameters <-> the header of the format.
+
+The header keys added to those of :mod:`xpcnn.checkpoint.format`::
+
+      "xpcnn_version": "0.1.0",                # optional, informative only (not checked)
+      "architecture": [                        # one entry per layer, in order
+        {"type": "Dense", "config": {...}},    # type: a key of xpcnn.layers.REGISTRY
+        ...
+      ],
+      "dtype": "float32",                      # optional: the model's dtype (Sequential.dtype)
+      "metadata": {"epochs": "10", ...},       # optional: user strings
+
+and the tensors are named ``"layers.<i>.<parameter>"``.  Layer types are looked up in the fixed
+registry by name, never imported from a module path; each layer's stored parameter shapes are
+checked against ``cls.parameter_shapes(config)`` (the layer class states them) before the
+layer is built, so a hostile configuration cannot make a constructor allocate more than the
+file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from .. import backend
+from ..layers.base import REGISTRY, Layer
+from . import format as fmt
+from .format import DTYPES, MAX_LAYERS, Bad
+
+__all__ = ["header_body", "read_layers", "read_metadata"]
+
+_TENSOR_NAME = re.compile(r"layers\.(0|[1-9][0-9]{0,5})\.([A-Za-z_][A-Za-z0-9_]{0,63})")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+# ---------------------------------------------------------------------------------- saving
+def _layers_of(model) -> list:
+    if isinstance(model, Layer):
+        return [model]
+    layers = getattr(model, "layers", model)
+    try:
+        layers = list(layers)
+    except TypeError:
+        raise Bad(
+            f"expected a model with .layers or a list of layers, received {type(model).__name__}"
+        ) from None
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise Bad(f"item {i} is a {type(layer).__name__}, not an xpcnn Layer")
+    if not layers:
+        raise Bad("the model has no layers")
+    found = sorted({layer.dtype for layer in layers if layer.param_names})
+    if len(found) > 1:
+        raise Bad(f"the layers have different dtypes {found}; convert them to one dtype first")
+    return layers
+
+
+def _model_dtype(model) -> str | None:
+    """The model's dtype (``Sequential.dtype``), kept so that a model without parameters
+    comes back with the same dtype; None for a plain list of layers."""
+    if isinstance(model, Layer) or not hasattr(model, "dtype"):
+        return None
+    name = backend.dtype_name(model.dtype)
+    if name not in DTYPES:
+        raise Bad(f"the model's dtype is {name}; checkpoints hold {' or '.join(DTYPES)} models")
+    return name
+
+
+def _host_tensor(value, where: str) -> np.ndarray:
+    host = np.asarray(backend.to_host(value))
+    name = backend.dtype_name(host.dtype)
+    if name not in DTYPES:
+        raise Bad(f"{where} has dtype {name}; checkpoints hold {' or '.join(DTYPES)} tensors")
+    return host
+
+
+def _check_metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise Bad(f"metadata must be a dict of strings, received {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise Bad(f"metadata must map strings to strings, received {key!r}: {value!r}")
+    return dict(metadata)
+
+
+def _expected_shapes(cls, config: dict, where: str) -> dict:
+    """``cls.parameter_shapes(config)``: what the layer class says its configuration implies."""
+    try:
+        return {k: tuple(v) for k, v in cls.parameter_shapes(config).items()}
+    except NotImplementedError as exc:
+        raise Bad(f"{where}: {exc} Checkpoints need it to check a file before building the layer") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise Bad(f"{where}: invalid config: {exc}") from None
+
+
+def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+    """The content keys of the header and the named host tensors of ``model`` (a
+    ``Sequential``, a list of layers or one layer)."""
+    layers, metadata, dtype = _layers_of(model), _check_metadata(metadata), _model_dtype(model)
+    architecture, tensors = [], []
+    for i, layer in enumerate(layers):
+        kind = type(layer).__name__
+        where = f"layer {i} ({kind})"
+        if REGISTRY.get(kind) is not type(layer):
+            raise Bad(
+                f"{where} is not in the layer registry (xpcnn.layers.REGISTRY); register the class "
+                "with @xpcnn.layers.register so that checkpoints can rebuild it by name"
+            )
+        try:
+            config = json.loads(json.dumps(layer.config(), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise Bad(f"{where}: config() is not JSON-serialisable ({exc})") from None
+        if not isinstance(config, dict):
+            raise Bad(f"{where}: config() must return a dict, returned {type(config).__name__}")
+        params = layer.parameters()
+        _compare_shapes(where, _expected_shapes(type(layer), config, where),
+                        {k: tuple(v.shape) for k, v in params.items()})  # fmt: skip
+        architecture.append({"type": kind, "config": config})
+        for name, value in params.items():
+            if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
+                raise Bad(f"{where}: parameter name {name!r} is not an identifier")
+            tensors.append((f"layers.{i}.{name}", _host_tensor(value, f"{where} parameter {name!r}")))
+    from .. import __version__
+
+    body = {"xpcnn_version": __version__, "architecture": architecture, "metadata": metadata}
+    if dtype is not None:
+        body["dtype"] = dtype
+    return body, tensors
+
+
+def _check_architecture(header: dict) -> list:
+    architecture = header.get("architecture")
+    if not isinstance(architecture, list):
+        raise Bad(f"'architecture' must be a list, found {type(architecture).__name__}")
+    if not architecture:
+        raise Bad("the architecture has no layers")
+    if len(architecture) > MAX_LAYERS:
+        raise Bad(f"the architecture has {len(architecture)} layers, more than the limit {MAX_LAYERS}")
+    known = ", ".join(sorted(REGISTRY))
+    for i, entry in enumerate(architecture):
+        if not isinstance(entry, dict):
+            raise Bad(f"architecture entry {i} must be an object")
+        kind = entry.get("type")
+        if not isinstance(kind, str) or kind not in REGISTRY:
+            hint = " (module paths are never imported)" if isinstance(kind, str) and "." in kind else ""
+            raise Bad(
+                f"layer {i}: unknown layer type {kind!r:.80}{hint}; a checkpoint can only name "
+                f"registered layer types: {known}"
+            )
+        if not isinstance(entry.get("config"), dict):
+            raise Bad(f"layer {i} ({kind}): 'config' must be an object")
+    return architecture
+
+
+def _check_dtype_entry(header: dict) -> None:
+    dtype = header.get("dtype")
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
+        raise Bad(f"the model dtype {dtype!r:.80} is not allowed (allowed: {', '.join(DTYPES)})")
+
+
+def _check_metadata_entry(header: dict) -> dict:
+    metadata = header.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise Bad("'metadata' must be an object of strings")
+    return metadata
+
+
+def _by_layer(tensors: dict, n_layers: int) -> dict:
+    """``{layer index: {parameter: entry}}`` from the format's tensor table."""
+    by_layer: dict[int, dict] = {}
+    for name, entry in tensors.items():
+        match = _TENSOR_NAME.fullmatch(name)
+        if match is None:
+            raise Bad(f"tensor name {name!r:.80} is not of the form 'layers.<index>.<parameter>'")
+        index, param = int(match.group(1)), match.group(2)
+        if index >= n_layers:
+            raise Bad(f"tensor {name!r} belongs to layer {index}, but the architecture has {n_layers} layers")
+        by_layer.setdefault(index, {})[param] = entry
+    return by_layer
+
+
+def _build_layer(i: int, entry: dict, stored: dict, data: bytearray) -> Layer:
+    kind, config = entry["type"], entry["config"]
+    where = f"layer {i} ({kind})"
+    cls = REGISTRY[kind]
+    shapes = {k: v[1] for k, v in stored.items()}
+    _compare_shapes(where, _expected_shapes(cls, config, where), shapes)  # before any allocation
+    try:
+        layer = cls(**config)
+    except (TypeError, ValueError, KeyError, OverflowError, MemoryError) as exc:
+        raise Bad(f"{where}: the configuration does not build the layer ({exc})") from None
+    _compare_shapes(where, {k: tuple(v.shape) for k, v in layer.parameters().items()}, shapes)
+    for name, (dtype, *_rest) in stored.items():
+        if dtype != layer.dtype:
+            raise Bad(
+                f"{where}: parameter {name!r} is stored as {dtype} but the layer's dtype is {layer.dtype}"
+            )
+    layer.set_parameters({name: fmt.tensor(data, e) for name, e in stored.items()})
+    return layer
+
+
+def _compare_shapes(where: str, expected: dict, stored: dict) -> None:
+    for name in expected:
+        if name not in stored:
+            raise Bad(f"{where}: parameter {name!r} is missing from the file")
+    for name, shape in stored.items():
+        if name not in expected:
+            raise Bad(f"{where}: the file holds a parameter {name!r} that the layer does not have")
+        if tuple(shape) != tuple(expected[name]):
+            raise Bad(
+                f"{where}: parameter {name!r} has shape {list(shape)} in the file but the layer's "
+                f"configuration gives {list(expected[name])}"
+            )
+
+
+def _check_content(header: dict) -> None:
+    """The model's header keys, checked before the format reads the tensor table."""
+    architecture = _check_architecture(header)
+    tensors = header.get("tensors")
+    if isinstance(tensors, dict):
+        _by_layer(tensors, len(architecture))  # the names and layer indices
+    _check_metadata_entry(header)
+    _check_dtype_entry(header)
+
+
+def read_layers(path) -> tuple[dict, list[Layer]]:
+    """Validate and read ``path``: its header and its layers, on the host (raises ``Bad``)."""
+    header, tensors, data = fmt.read(path, _check_content)
+    architecture = header["architecture"]
+    by_layer = _by_layer(tensors, len(architecture))
+    layers = [_build_layer(i, entry, by_layer.get(i, {}), data) for i, entry in enumerate(architecture)]
+    dtype = header.get("dtype")
+    found = sorted({layer.dtype for layer in layers if layer.param_names})
+    if dtype is None and len(found) > 1:
+        raise Bad(f"the layers have different dtypes {found}; a model has one dtype")
+    for i, layer in enumerate(layers):
+        if dtype is not None and layer.param_names and layer.dtype != dtype:
+            raise Bad(
+                f"layer {i} ({type(layer).__name__}) has dtype {layer.dtype} but the model's dtype is {dtype}"
+            )
+    return header, layers
+
+
+def read_metadata(path) -> dict:
+    """The validated header's metadata (the tensors are not read; raises ``Bad``)."""
+    header, _, _ = fmt.read(path, _check_content, data=False)
+    return dict(header.get("metadata", {}))
