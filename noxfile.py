@@ -32,7 +32,8 @@ def tests(session: nox.Session, backend: str) -> None:
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no NVIDIA GPU visible (nvidia-smi not found): the cupy tests need a CUDA GPU")
     session.install("-e", ".[test]", *BACKENDS[backend])
-    session.run("pytest", *session.posargs, env={"XPCNN_BACKENDS": backend})
+    # -m "": every test, the slow ones too (plain `pytest` skips them: a quick developer run)
+    session.run("pytest", "-m", "", *session.posargs, env={"XPCNN_BACKENDS": backend})
 
 
 @nox.session
@@ -46,7 +47,9 @@ def cuda_compile(session: nox.Session) -> None:
     if shutil.which("nvcc"):
         session.run("python", "-m", "xpcnn.tools.cuda_compile", "--compiler", "nvcc")
     cuda_tests = ["tests/test_cuda_compile.py", "tests/test_cuda_kernels.py", "tests/test_cuda_wrapper.py"]
-    session.run("pytest", *cuda_tests, "tests/test_cuda_device.py", env={"XPCNN_REQUIRE_CUDA_COMPILE": "1"})
+    session.run(
+        "pytest", "-m", "", *cuda_tests, "tests/test_cuda_device.py", env={"XPCNN_REQUIRE_CUDA_COMPILE": "1"}
+    )
 
 
 @nox.session
@@ -60,6 +63,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, examples and this file."""
-    session.install("ruff")
-    session.run("ruff", "check", "xpcnn", "tests", "examples", "noxfile.py")
+    """ruff (rules and formatting) over the package, tests, examples and this file; mypy over
+    the package (its public API is typed: xpcnn/py.typed)."""
+    session.install("ruff", "mypy", "-e", ".")
+    paths = ["xpcnn", "tests", "examples", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+    session.run("mypy", "xpcnn")

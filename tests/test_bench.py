@@ -38,6 +38,7 @@ def _check_stats(stats, flops, repeats):
     assert stats["pct_peak"] == pytest.approx(100 * stats["gflops"] / bench.PEAK_GFLOPS)
 
 
+@pytest.mark.slow
 def test_quick_json_structure(quick):
     _, result = quick
     assert result["quick"] is True
@@ -73,6 +74,7 @@ def test_quick_json_structure(quick):
             assert t["met"] == (t["value"] <= t["limit"] if t["kind"] == "max" else t["value"] >= t["limit"])
 
 
+@pytest.mark.slow
 def test_quick_memory_and_table(quick):
     stdout, result = quick
     mem = result["memory"]

@@ -292,6 +292,7 @@ def test_writer_killed_mid_write_leaves_the_previous_file(tmp_path):
     finally:
         child.kill()  # SIGKILL: no cleanup handler runs
         child.wait()
+        child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     assert path.read_bytes() == before
     _assert_same_parameters(old, xpcnn.load(path))
@@ -317,6 +318,7 @@ def test_writer_killed_at_a_random_moment_leaves_a_loadable_file(tmp_path):
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     loaded = xpcnn.load(path)  # the old model or a complete new one, never a torn file
     assert [type(layer).__name__ for layer in loaded.layers] in (["Dense", "Sigmoid"], ["Dense", "Tanh"])
     if isinstance(loaded.layers[1], xpcnn.Sigmoid):

@@ -87,7 +87,9 @@ def test_kernels_match_reference(rt, shape, dtype):
     assert cuda.kernel_grad_name(ctype, size) in names
 
 
-@pytest.mark.parametrize("shape", [SHAPES[1], SHAPES[3], SHAPES[8]], ids=str)
+@pytest.mark.parametrize(
+    "shape", [SHAPES[1], SHAPES[3], pytest.param(SHAPES[8], marks=pytest.mark.slow)], ids=str
+)
 def test_thread_order_does_not_matter(lib, shape, monkeypatch):
     """Running each phase's threads in the opposite order gives bit-identical results: no
     thread reads shared memory that another writes within the same phase."""

@@ -131,6 +131,7 @@ def test_main_without_a_command_prints_help(capsys):
 
 
 # ----------------------------------------------------------------------- the targets
+@pytest.mark.slow
 def test_binary_task_reaches_99_percent():
     result = zoo.train("binary", progress=False)
     assert result.test_size == 200

@@ -3,6 +3,13 @@
 One code path for every backend: each layer is written against the Python Array API
 namespace of its inputs, so NumPy (``device="cpu"``) and CuPy (``device="cuda"``) run the
 same forward and backward equations of the notes.
+
+The public API is ``__all__``: the layers, losses, optimizers and the model, the notes'
+activation functions and operations, checkpoints, and the device switch.  The submodules
+(``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``, ``xpcnn.callbacks``,
+``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``, ``xpcnn.backend``, ``xpcnn.ops``,
+``xpcnn.testing``, ...) stay reachable as attributes; ``xpcnn.layers.REGISTRY`` and
+``xpcnn.layers.register`` are the layer registry that checkpoints use.
 """
 
 from . import (
@@ -19,11 +26,34 @@ from . import (
     ops,
     optim,
     schedules,
+    testing,
 )
-from .activations import *  # noqa: F403  (the activation functions and their derivatives)
+from .activations import (
+    gaussian,
+    gaussian_prime,
+    heaviside,
+    heaviside_prime,
+    inverse_multiquadratic,
+    inverse_multiquadratic_prime,
+    linear,
+    linear_prime,
+    logistic,
+    logistic_prime,
+    multiquadratic,
+    multiquadratic_prime,
+    relu,
+    relu_prime,
+    sigmoid,
+    sigmoid_prime,
+    softmax,
+    softmax_jacobian,
+    softmax_vjp,
+    tanh,
+    tanh_prime,
+)
 from .backend import Placement, cuda_available, placement, to_host
 from .checkpoint import CheckpointError, save
-from .descent import DescentPath, gradient_descent
+from .descent import DescentPath, descend, gradient_descent
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
 from .layers import (
     REGISTRY,
@@ -63,5 +93,79 @@ from .optim import SGD, Adam, AdamW, Optimizer
 
 __version__ = "0.1.0"
 
-# The public names: everything imported above (submodules, classes and functions).
-__all__ = sorted(name for name in globals() if not name.startswith("_"))
+__all__ = [
+    "Accuracy",
+    "Activation",
+    "Adam",
+    "AdamW",
+    "AvgPool2D",
+    "BinaryCrossEntropy",
+    "BinaryCrossEntropyFromLogits",
+    "CheckpointError",
+    "Convolutional",
+    "Dense",
+    "DescentPath",
+    "Flatten",
+    "Gaussian",
+    "GradientCheckError",
+    "Heaviside",
+    "History",
+    "InverseMultiquadratic",
+    "Layer",
+    "Linear",
+    "Logistic",
+    "Loss",
+    "MaxPool2D",
+    "Multiquadratic",
+    "Neuron",
+    "NonFiniteLossError",
+    "Optimizer",
+    "Placement",
+    "QuadraticLoss",
+    "ReLU",
+    "Reshape",
+    "SGD",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "ThresholdLogicUnit",
+    "ZeroOneLoss",
+    "accuracy",
+    "check_layer_gradients",
+    "check_loss_gradient",
+    "conv2d_backward",
+    "conv2d_forward",
+    "convolve2d",
+    "correlate2d",
+    "cuda_available",
+    "descend",
+    "gaussian",
+    "gaussian_prime",
+    "gradient_descent",
+    "heaviside",
+    "heaviside_prime",
+    "inverse_multiquadratic",
+    "inverse_multiquadratic_prime",
+    "linear",
+    "linear_prime",
+    "load",
+    "logistic",
+    "logistic_prime",
+    "multiquadratic",
+    "multiquadratic_prime",
+    "numerical_gradient",
+    "placement",
+    "relu",
+    "relu_prime",
+    "save",
+    "sigmoid",
+    "sigmoid_prime",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_vjp",
+    "tanh",
+    "tanh_prime",
+    "to_host",
+]

@@ -65,8 +65,10 @@ def non_negative_int(value, argument: str, where: str = "") -> int:
 
 def pair(value, argument: str, minimum: int, where: str = "") -> tuple[int, int]:
     """An int or a pair of ints (a tuple or a list), each ``>= minimum``, as a tuple."""
-    pair_ = (value, value) if _is_int(value) else None if isinstance(value, str) else value
+    pair_ = (value, value) if _is_int(value) else value
     try:
+        if isinstance(pair_, str):
+            raise TypeError
         a, b = pair_
     except (TypeError, ValueError):
         raise TypeError(

@@ -32,6 +32,7 @@ __all__ = [
     "cuda_available",
     "device_key",
     "is_cupy",
+    "is_host_array",
     "placement",
     "placement_of",
     "to_host",
@@ -71,6 +72,11 @@ def device_key(dev) -> str:
     if type(index) is int:
         return f"{type(dev).__module__}:{index}"
     return f"{type(dev).__module__}:{dev!r}"
+
+
+def is_host_array(x: Any) -> bool:
+    """True for a NumPy array (host memory)."""
+    return isinstance(x, np.ndarray)
 
 
 def is_array(x: Any) -> bool:

@@ -116,13 +116,12 @@ def _stratified_split(labels: np.ndarray, test_size: int, rng: np.random.Generat
     take = np.floor(quota).astype(int)
     for j in np.argsort(-(quota - take), kind="stable")[: test_size - take.sum()]:
         take[j] += 1
-    train, test = [], []
+    train_parts, test_parts = [], []
     for value, k in zip(values, take, strict=True):
         members = rng.permutation(np.flatnonzero(labels == value))
-        test.append(members[:k])
-        train.append(members[k:])
-    train, test = np.concatenate(train), np.concatenate(test)
-    return rng.permutation(train), rng.permutation(test)
+        test_parts.append(members[:k])
+        train_parts.append(members[k:])
+    return rng.permutation(np.concatenate(train_parts)), rng.permutation(np.concatenate(test_parts))
 
 
 def load_digits(*, test_size: int = 1000, classes=None, seed: int = 0, dtype="float32"):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import sys
 
-import numpy as np
-
 from . import backend, checkpoint, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
@@ -212,7 +210,7 @@ class Sequential:
             )
         got = backend.placement_of(x)
         if got != self.placement:
-            if isinstance(x, np.ndarray):
+            if backend.is_host_array(x):
                 raise ValueError(
                     f"Sequential.{where}: {argument} is a NumPy array on the host but the model is on "
                     f"{self.placement.name}; {where}() takes device arrays. Use model.predict(x), which copies "
@@ -281,8 +279,8 @@ class Sequential:
         layers = self.layers
         stop = 0
         if not input_gradient:  # nothing before the first layer with parameters is needed
-            stop = next((i for i, layer in enumerate(layers) if layer.param_names), None)
-            if stop is None:  # nothing to train: dE/dX was the only result
+            stop = next((i for i, layer in enumerate(layers) if layer.param_names), len(layers))
+            if stop == len(layers):  # nothing to train: dE/dX was the only result
                 return None
         xp = self.placement.xp
         for i in range(len(layers) - 1, stop - 1, -1):
@@ -521,7 +519,8 @@ class Sequential:
                 if isinstance(validation_data, (tuple, list)):
                     kind = f"a {kind} of {len(validation_data)} item(s)"
                 raise ValueError(f"fit: expected validation_data=(x_val, y_val). Received {kind}.")
-            val = self._pair(*validation_data, "fit", prefix="val_")
+            x_val, y_val = validation_data
+            val = self._pair(x_val, y_val, "fit", prefix="val_")
         value_and_gradient = self._checked_targets(loss, xs, ys, "fit")
         rng = init.rng_from(seed)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
@@ -554,7 +553,7 @@ class Sequential:
                     self.stop_training = True
                     break
                 if val is not None:
-                    logs.update(self._evaluate(*val, loss, metrics, batch_size, prefix="val_"))
+                    logs.update(self._evaluate(val[0], val[1], loss, metrics, batch_size, prefix="val_"))
                 logs["learning_rate"] = optimizer.last_learning_rate
                 history.append(epoch, logs)
                 for c in callbacks:
@@ -691,7 +690,7 @@ class _EpochLoop:
             try:
                 value, prediction = model._train_step(xb, yb, self.value_and_gradient, check)
             except _NonFinite as bad:
-                return self._nonfinite(bad.batch, bad.value, 0)
+                return self._nonfinite(batch, bad.value, 0)
             size = int(xb.shape[0])
             for name, metric in self.metrics.items():
                 sums[name] = sums[name] + metric(prediction, yb) * size

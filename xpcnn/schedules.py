@@ -271,7 +271,7 @@ def as_schedule(value) -> Schedule:
     if isinstance(value, Schedule):
         return value
     if isinstance(value, Real) and not isinstance(value, bool):
-        return Constant(value)
+        return Constant(float(value))
     if callable(value):
         return _Callable(value)
     raise TypeError(

@@ -136,7 +136,7 @@ def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
         table[name] = {"dtype": dtype, "shape": [int(d) for d in host.shape],
                        "data_offsets": [offset, offset + blob.size]}  # fmt: skip
         offset += blob.size
-        digest.update(blob)
+        digest.update(blob.data)
         blobs.append(blob)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "tensors": table,
               "data_sha256": digest.hexdigest()}  # fmt: skip

@@ -230,6 +230,7 @@ def _check_content(header: dict) -> None:
 def read_layers(path) -> tuple[dict, list[Layer]]:
     """Validate and read ``path``: its header and its layers, on the host (raises ``Bad``)."""
     header, tensors, data = fmt.read(path, _check_content)
+    assert data is not None
     architecture = header["architecture"]
     by_layer = _by_layer(tensors, len(architecture))
     layers = [_build_layer(i, entry, by_layer.get(i, {}), data) for i, entry in enumerate(architecture)]

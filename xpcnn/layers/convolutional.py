@@ -130,7 +130,7 @@ class Convolutional(Layer):
         return probe._parameter_shapes()
 
     def _parameter_shapes(self) -> dict:
-        shapes = {"kernels": (self.depth, self.input_shape[0], *self.kernel_size)}
+        shapes: dict[str, tuple[int, ...]] = {"kernels": (self.depth, self.input_shape[0], *self.kernel_size)}
         if self.bias_mode != "none":
             shapes["biases"] = (self.depth,) if self.bias_mode == "channel" else (self.depth, *self.output_hw)
         return shapes
