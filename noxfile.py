@@ -13,12 +13,15 @@ nox.options.sessions = ["lint", "tests", "cuda_compile"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
-# these machines carry: an unpinned torch downloads a multi-GB CUDA build.
+# these machines carry: an unpinned torch downloads a multi-GB CUDA build.  ``cupy-emulated``
+# (tests/cupy_emulated.py: CuPy 14's rules on the CPU, the real kernels through the host shim)
+# needs nothing more than g++.
 BACKENDS = {
     "numpy": [],
     "strict": ["array-api-strict"],
     "torch": ["torch==2.13.0"],
     "cupy": ["cupy-cuda13x"],
+    "cupy-emulated": [],
 }
 
 
@@ -28,9 +31,13 @@ def tests(session: nox.Session, backend: str) -> None:
     """The test suite on one backend (XPCNN_BACKENDS selects it in tests/conftest.py).
 
     The numpy session runs every test; the others run the backend-parametrized tests.
+    ``cupy-emulated`` runs the cupy-backend tests on the CPU stand-in, so the CuPy path is
+    checked on every machine; ``cupy`` (the real one) is skipped without a GPU.
     """
     if backend == "cupy" and shutil.which("nvidia-smi") is None:
         session.skip("no NVIDIA GPU visible (nvidia-smi not found): the cupy tests need a CUDA GPU")
+    if backend == "cupy-emulated" and shutil.which("g++") is None:
+        session.error("the cupy-emulated tests need g++ (the host shim compiles the real kernels)")
     session.install("-e", ".[test]", *BACKENDS[backend])
     # -m "": every test, the slow ones too (plain `pytest` skips them: a quick developer run)
     session.run("pytest", "-m", "", *session.posargs, env={"XPCNN_BACKENDS": backend})
@@ -47,8 +54,11 @@ def cuda_compile(session: nox.Session) -> None:
     if shutil.which("nvcc"):
         session.run("python", "-m", "xpcnn.tools.cuda_compile", "--compiler", "nvcc")
     cuda_tests = ["tests/test_cuda_compile.py", "tests/test_cuda_kernels.py", "tests/test_cuda_wrapper.py"]
+    # XPCNN_BACKENDS=numpy: NVRTC needs the real cupy package, which the CuPy stand-in would
+    # replace in this process (tests/test_cuda_compile.py)
+    env = {"XPCNN_REQUIRE_CUDA_COMPILE": "1", "XPCNN_BACKENDS": "numpy"}
     session.run(
-        "pytest", "-m", "", *cuda_tests, "tests/test_cuda_device.py", env={"XPCNN_REQUIRE_CUDA_COMPILE": "1"}
+        "pytest", "-m", "", *cuda_tests, "tests/test_cuda_device.py", "tests/test_cupy_emulated.py", env=env
     )
 
 

@@ -2,27 +2,69 @@
 
 Backends: ``numpy``; ``strict`` (array_api_strict with data on ``Device("device1")``, so any
 array created without ``device=`` fails loudly); ``torch`` (CPU, when installed); ``cupy``
-(when a GPU is visible).  ``pytest -k strict`` selects one.  ``XPCNN_BACKENDS=numpy,strict``
-restricts the set (the nox sessions use it); a backend named there but not installed fails.
+(when a GPU is visible); ``cupy-emulated`` (tests/cupy_emulated.py: CuPy 14's rules on the CPU,
+the real ``.cu`` kernels through the host shim; needs g++).  By default ``cupy`` runs where CuPy
+sees a GPU and ``cupy-emulated`` everywhere else.  ``pytest -k strict`` (or ``-k emulated``)
+selects one.  ``XPCNN_BACKENDS=numpy,strict`` restricts the set (the nox sessions use it); a
+backend named there but not available fails.
+
+The stand-in replaces ``cupy`` in ``sys.modules`` for the whole process, so ``cupy`` and
+``cupy-emulated`` never run in one process; it is installed here, before anything imports
+CuPy, only when ``cupy-emulated`` is selected.  Tests that take ``be`` and check something
+CuPy-specific use ``be.is_cupy`` (true for both).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import xpcnn
-from xpcnn import backend as B
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cupy_emulated  # noqa: E402
 
-ALL = ("numpy", "strict", "torch", "cupy")
+KNOWN = ("numpy", "strict", "torch", "cupy", "cupy-emulated")
+
+
+def _real_gpu() -> bool:
+    """CuPy is installed and sees a GPU (asked without importing ``cupy`` itself)."""
+    try:
+        from cupy_backends.cuda.api import runtime
+
+        return runtime.getDeviceCount() > 0
+    except Exception:
+        return False
 
 
 def _selected():
     env = os.environ.get("XPCNN_BACKENDS")
-    return tuple(n.strip() for n in env.split(",") if n.strip()) if env else ALL
+    if env:
+        names = tuple(n.strip() for n in env.split(",") if n.strip())
+        unknown = [n for n in names if n not in KNOWN]
+        if unknown:
+            raise pytest.UsageError(f"XPCNN_BACKENDS: unknown backend(s) {unknown}; known: {list(KNOWN)}")
+        if "cupy" in names and "cupy-emulated" in names:
+            raise pytest.UsageError(
+                "XPCNN_BACKENDS: cupy and cupy-emulated cannot share a process (the stand-in replaces "
+                "the cupy module); run them in two sessions"
+            )
+        return names
+    return ("numpy", "strict", "torch", "cupy" if _real_gpu() else "cupy-emulated")
+
+
+SELECTED = _selected()
+if "cupy-emulated" in SELECTED and cupy_emulated.available() is None:
+    try:
+        cupy_emulated.install()  # before xpcnn (or anything) imports cupy or array_api_compat.cupy
+    except RuntimeError:  # cupy imported already (a plugin?): the backend reports it, see _make
+        pass
+
+import xpcnn  # noqa: E402
+from xpcnn import backend as B  # noqa: E402
 
 
 @dataclass
@@ -41,6 +83,11 @@ class Backend:
     @property
     def xp(self):
         return self.place.xp
+
+    @property
+    def is_cupy(self) -> bool:
+        """CuPy, real or emulated."""
+        return self.name in ("cupy", "cupy-emulated")
 
     def __repr__(self):
         return self.name
@@ -68,10 +115,17 @@ def _make(name: str):
         if not xpcnn.cuda_available():
             return "no CUDA GPU visible to CuPy (or CuPy not installed)"
         return Backend("cupy", B.placement("cuda"))
+    if name == "cupy-emulated":
+        reason = cupy_emulated.available()
+        if reason is not None:
+            return reason
+        if not cupy_emulated.installed():
+            return "the CuPy stand-in is not installed in this process (real cupy was imported first)"
+        return Backend("cupy-emulated", B.placement("cuda"))
     raise ValueError(name)
 
 
-@pytest.fixture(params=list(_selected()))
+@pytest.fixture(params=list(SELECTED))
 def be(request) -> Backend:
     name = request.param
     made = _make(name)
@@ -91,7 +145,7 @@ def pytest_collection_modifyitems(config, items):
     """Where XPCNN_BACKENDS leaves out numpy (the strict/torch/cupy sessions), run only the
     tests that take the ``be`` fixture: the others do not depend on the backend and run in
     the numpy session."""
-    if "numpy" in _selected():
+    if "numpy" in SELECTED:
         return
     keep, drop = [], []
     for item in items:

@@ -22,18 +22,26 @@ SHIM = HERE / "cuda_host_shim.cpp"
 _TAGS = {np.dtype("float32"): "F", np.dtype("float64"): "D"}
 
 
-def build(directory: Path) -> Path:
-    """Compile the shim with g++ into ``directory``; returns the shared library's path."""
+def build(directory: Path, code: str | None = None, defines=None, names=None) -> Path:
+    """Compile the shim with g++ into ``directory``; returns the shared library's path.
+
+    By default the packaged ``conv2d.cu`` with the ``-D`` options of :data:`cuda.OPTIONS` and
+    one instance per :data:`cuda.NAME_EXPRESSIONS`; ``code``, ``defines`` (``-D...`` strings)
+    and ``names`` (the name expressions) replace them (tests/cupy_emulated.py's RawModule
+    compiles exactly what it was given)."""
     gxx = shutil.which("g++")
     if gxx is None:
         raise FileNotFoundError("g++ not found")
+    code = cuda.source() if code is None else code
+    names = cuda.NAME_EXPRESSIONS if names is None else names
+    if defines is None:
+        defines = [opt for opt in cuda.OPTIONS if opt.startswith("-D")]
     directory.mkdir(parents=True, exist_ok=True)
     src = directory / "conv2d.cu"
-    src.write_text(cuda.source(), encoding="utf-8")
-    entries = "".join(f"XPCNN_ENTRY({name})\n" for name in cuda.NAME_EXPRESSIONS)
+    src.write_text(code, encoding="utf-8")
+    entries = "".join(f"XPCNN_ENTRY({name})\n" for name in names)
     (directory / "xpcnn_instances.inc").write_text(entries, encoding="utf-8")
     lib = directory / "libxpcnn_shim.so"
-    defines = [opt for opt in cuda.OPTIONS if opt.startswith("-D")]
     cmd = [
         gxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-U_FORTIFY_SOURCE",
         f"-I{directory}", f'-DXPCNN_KERNEL_SOURCE="{src}"', *defines, "-o", str(lib), str(SHIM),
@@ -57,11 +65,21 @@ class HostRuntime:
         self.lib = ctypes.CDLL(str(lib_path))
         self.lib.xpcnn_shim_launch.restype = ctypes.c_int
         self.lib.xpcnn_shim_name.restype = ctypes.c_char_p
+        self.lib.xpcnn_shim_signature.restype = ctypes.c_char_p
         self.reverse = reverse
         self.launches: list[tuple] = []
 
     def names(self) -> list[str]:
         return [self.lib.xpcnn_shim_name(i).decode() for i in range(self.lib.xpcnn_shim_count())]
+
+    def signatures(self) -> dict[str, str]:
+        """``{name expression: type string}``, one letter per parameter (F float*, D double*,
+        i int, l long long), as the shim checks them."""
+        count = self.lib.xpcnn_shim_count()
+        return {
+            self.lib.xpcnn_shim_name(i).decode(): self.lib.xpcnn_shim_signature(i).decode()
+            for i in range(count)
+        }
 
     def launch(self, name, grid, block, shared, args):
         holders, types = [], []

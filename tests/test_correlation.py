@@ -87,6 +87,19 @@ def test_nchw_primitive_matches_per_sample_loops(be, rng, shape, dtype):
             np.testing.assert_allclose(host, ref, rtol=0, atol=1e-5 * np.abs(ref).max() * 10)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_nchw_forward_too_large_for_the_kernel_tile(be, rng, dtype):
+    """A stride whose shared input tile cannot fit 48 KiB (float64 from stride 4, float32 from 6;
+    see xpcnn/ops/cuda.py): on CuPy the forward takes the Array-API path (_flat_shift) instead
+    of the RawKernel, and must agree with the loops like every other path."""
+    stride = 4 if dtype == "float64" else 6
+    x, k = rng.normal(size=(2, 2, 20, 21)), rng.normal(size=(3, 2, 3, 3))
+    y = xpcnn.conv2d_forward(be.asarray(x, dtype), be.asarray(k, dtype), stride=stride, padding=1)
+    assert xpcnn.backend.placement_of(y) == be.place
+    ref = reference.conv2d_forward(x, k, (stride, stride), (1, 1))
+    np.testing.assert_allclose(be.to_host(y), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_nchw_empty_batch(be):
     x = be.asarray(np.zeros((0, 2, 5, 5)))
     k = be.asarray(np.ones((3, 2, 3, 3)))

@@ -3,17 +3,25 @@ register spill (NVRTC through cupy_backends, or nvcc; see xpcnn/tools/cuda_compi
 
 Where neither compiler is available the compile test is skipped with the reason; the
 ``cuda_compile`` nox session sets ``XPCNN_REQUIRE_CUDA_COMPILE=1``, which turns that skip into
-a failure.
+a failure.  NVRTC through ``cupy_backends`` loads its library with the real ``cupy`` package
+(``cupy._environment``), so it cannot run in a process where the CuPy stand-in
+(tests/cupy_emulated.py, the ``cupy-emulated`` backend) has replaced ``cupy``: there the NVRTC
+tests are skipped and say so (the ``cuda_compile`` session runs with ``XPCNN_BACKENDS=numpy``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from xpcnn.ops import cuda
 from xpcnn.tools import cuda_compile as cc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cupy_emulated  # noqa: E402
 
 REQUIRED = os.environ.get("XPCNN_REQUIRE_CUDA_COMPILE") == "1"
 
@@ -31,7 +39,13 @@ ptxas info    : Used 12 registers, used 0 barriers
 
 
 def _available(compiler: str):
-    reason = cc.nvrtc_available() if compiler == "nvrtc" else cc.nvcc_available()
+    if compiler == "nvrtc" and cupy_emulated.installed():
+        reason = (
+            "NVRTC needs the real cupy package, replaced in this process by the CuPy stand-in "
+            "(cupy-emulated); run it with XPCNN_BACKENDS=numpy (nox -s cuda_compile)"
+        )
+    else:
+        reason = cc.nvrtc_available() if compiler == "nvrtc" else cc.nvcc_available()
     if reason is not None:
         if REQUIRED and compiler == "nvrtc":
             pytest.fail(f"XPCNN_REQUIRE_CUDA_COMPILE=1 but {reason}")
