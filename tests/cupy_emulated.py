@@ -74,9 +74,9 @@ What it cannot reproduce, or does differently:
 * The driver and NVRTC: no PTX, no ``-ftz=true`` (CuPy adds it: float32 denormals are not
   flushed here), g++ -O1 instead of NVCC's FMA contraction (results differ in the last bits;
   the tests compare with tolerances), no launch-failure semantics (an out-of-bounds access is
-  undefined behaviour on the host too, not a ``cudaErrorIllegalAddress``).  Only ``-D`` and
-  ``-std=`` options are honoured; any other option raises ``NotImplementedError`` rather than
-  being silently dropped.  ``RawModule(path=...)`` (cubin/PTX) and ``RawKernel(code, name)``
+  undefined behaviour on the host too, not a ``cudaErrorIllegalAddress``).  Only ``-D`` options are
+  honoured and ``-std=`` accepted (the shim always compiles as C++17); any other option raises
+  ``NotImplementedError`` rather than being silently dropped.  ``RawModule(path=...)`` (cubin/PTX) and ``RawKernel(code, name)``
   are not supported.  A 0 in ``grid``/``block`` is refused (CuPy would launch 1 block).
 * Streams and asynchrony: everything is synchronous; ``Stream`` objects exist only as
   context managers; events, graphs, ``cupyx.profiler`` do not exist.  The counted host reads
