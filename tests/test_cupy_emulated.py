@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpcnn.ops import cuda, reference
+from xpcnn import testing as reference
+from xpcnn.ops import cuda
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
