@@ -913,3 +913,42 @@ def test_labels_out_of_range_in_the_last_batch_fail_before_any_step(rng):
         model.fit(x, y, loss="softmax_cross_entropy", batch_size=3, shuffle=False, progress=False)
     for a, b in zip(before, model.parameters().values(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------- the GPU path (CuPy rules)
+def _emulated(be):
+    if be.name != "cupy-emulated":
+        pytest.skip("counts host reads and devices of the CuPy stand-in (tests/cupy_emulated.py)")
+    import cupy_emulated
+
+    return cupy_emulated
+
+
+def test_fit_on_a_gpu_reads_the_host_once_per_sync_group(be, rng):
+    """16 batches, steps_per_sync 8: the losses are read twice per epoch (not per batch), the
+    labels checked once; the data is uploaded once, not per batch (issue 8, item 6)."""
+    emu = _emulated(be)
+    x, y = _conv_data(rng, n=64)
+    model = conv_model(device=be.place)
+    emu.reset_counts()
+    model.fit(x, y, loss="softmax_cross_entropy", optimizer="adam", epochs=2, batch_size=4, seed=0,
+              progress=False, steps_per_sync=8)  # fmt: skip
+    counts = emu.counts()
+    reads = emu.syncs()
+    # 2 epochs x 2 reads of the losses, and the label bounds (min, max) once
+    assert reads == 2 * 2 + 2, counts
+    # x and y staged once, the shuffled order once per epoch
+    assert counts["upload"] == 2 + 2, counts
+
+
+def test_a_model_on_the_second_gpu_stays_there(be, rng):
+    emu = _emulated(be)
+    with emu.device_count(2):
+        model = conv_model(device="cuda:1")
+        x, y = _conv_data(rng, n=8)
+        model.fit(x, y, loss="softmax_cross_entropy", optimizer="adam", batch_size=4, progress=False)
+        prediction = model.predict(x)
+        assert prediction.device.id == 1
+        assert all(p.device.id == 1 for p in model.parameters().values())
+        assert all(v.device.id == 1 for v in model.optimizer.state_arrays().values())
+        model.evaluate(x, y)

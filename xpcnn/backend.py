@@ -17,6 +17,7 @@ Facts kept here so that no layer has to know them:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +147,14 @@ class Placement:
             with cupy.cuda.Device(self.device.id):
                 return self.xp.asarray(cupy.asarray(host))
         return self.xp.asarray(host, device=self.device)
+
+    def activate(self):
+        """A context in which new arrays land on this device: CuPy's creation functions ignore
+        ``device=`` and use the current device, so every model pass on ``cuda:<n>`` runs inside
+        ``with placement.activate():``.  Elsewhere it does nothing."""
+        if self.is_cuda:
+            return _cupy().cuda.Device(self.device.id)
+        return contextlib.nullcontext()
 
     def zeros(self, shape, dtype: str):
         if self.is_cuda:

@@ -26,7 +26,11 @@ import numpy as np
 from . import backend, init
 from ._validate import positive_int
 
-__all__ = ["DataSource", "batch_slices", "batches", "num_batches"]
+__all__ = ["STAGE_BYTES", "DataSource", "batch_slices", "batches", "device_indices", "num_batches"]
+
+#: On a GPU, host data of at most this many bytes is copied to the device once, when ``fit``
+#: starts, and its batches are gathered there: no pageable host-to-device copy per batch.
+STAGE_BYTES = 1 << 30
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -46,6 +50,18 @@ def batch_slices(n: int, batch_size: int, shuffle: bool = True, seed=None) -> It
     else:
         for start in range(0, n, batch_size):
             yield slice(start, min(start + batch_size, n))
+
+
+def device_indices(place, indices) -> list:
+    """An epoch's index sets (from :func:`batch_slices`) for data already on ``place``: slices
+    stay slices; a shuffled epoch's permutation is copied to the device once and sliced there,
+    instead of one small host-to-device copy per batch and per array."""
+    indices = list(indices)
+    if not indices or isinstance(indices[0], slice):
+        return indices
+    order = place.asarray(np.concatenate(indices))
+    starts = np.cumsum([0, *(len(index) for index in indices)])
+    return [order[int(a) : int(b)] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def _as_host(a, argument: str) -> np.ndarray:
@@ -75,11 +91,14 @@ class DataSource:
     """One array (``x`` or ``y``) ready to be fed to a model on ``place``, batch by batch.
 
     ``take(index)`` returns the batch on the device: a host array is indexed on the host and
-    copied once; an array already on ``place`` is indexed there.  Validation happens here,
+    copied once; an array already on ``place`` is indexed there.  With ``stage`` (``fit`` on a
+    GPU) host data up to :data:`STAGE_BYTES` is copied to the device whole, once, first.  Validation happens here,
     once, with the messages of reliability.md (``what`` names the argument in errors).
     """
 
-    def __init__(self, data, place, *, what: str, where: str, dtype: str | None, target: bool = False):
+    def __init__(
+        self, data, place, *, what: str, where: str, dtype: str | None, target: bool = False, stage: bool = False
+    ):
         self.what = what
         self.place = place
         if backend.is_array(data) and not isinstance(data, np.ndarray):
@@ -98,6 +117,9 @@ class DataSource:
             raise ValueError(f"{where}: expected {what} with a leading sample axis. Received a scalar.")
         self.dtype = backend.dtype_name(self.array.dtype)
         _check_dtype(self.dtype, what, where, dtype, target)
+        if stage and place.is_cuda and not self.on_device and self.array.nbytes <= STAGE_BYTES:
+            self.array = place.asarray(self.array)  # one copy of the whole data set
+            self.on_device = True
 
     def __repr__(self) -> str:
         where = self.place.name if self.on_device else f"host -> {self.place.name}"
@@ -117,7 +139,9 @@ class DataSource:
         if isinstance(index, slice):
             return self.array[index, ...]
         xp = self.place.xp
-        return xp.take(self.array, self.place.asarray(index), axis=0)
+        if backend.is_host_array(index):
+            index = self.place.asarray(index)
+        return xp.take(self.array, index, axis=0)
 
 
 def _check_dtype(received: str, what: str, where: str, expected: str | None, target: bool) -> None:

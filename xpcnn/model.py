@@ -19,7 +19,7 @@ from . import backend, checkpoint, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
 from ._validate import float_dtype, integer
-from .data import DataSource, batch_slices, num_batches
+from .data import DataSource, batch_slices, device_indices, num_batches
 from .layers.base import Layer
 
 __all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential", "load"]
@@ -224,7 +224,8 @@ class Sequential:
     def forward(self, x):
         """``Y = layer_L(... layer_1(X))`` for a batch ``x`` already on the model's device."""
         self._check_device_input(x, "x", "forward")
-        return self._forward(x)
+        with self.placement.activate():
+            return self._forward(x)
 
     __call__ = forward
 
@@ -272,7 +273,8 @@ class Sequential:
         for layer in layers[stop:]:
             if layer._input is None:
                 raise RuntimeError(f"{layer.label}: backward() was called before forward().")
-        return self._backward(loss_gradient, input_gradient)
+        with self.placement.activate():
+            return self._backward(loss_gradient, input_gradient)
 
     def _backward(self, gradient, input_gradient: bool = True):
         """The trusted backward chain (the gradient comes from a loss or from the layers)."""
@@ -319,7 +321,8 @@ class Sequential:
             )
         value_and_gradient = _value_and_gradient(self.loss)
         if self.placement.is_cuda:
-            return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[0]
+            with self.placement.activate():
+                return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[0]
         try:
             return self._train_step(x_batch, y_batch, value_and_gradient, _host_check)[0]
         except _NonFinite as bad:
@@ -377,12 +380,14 @@ class Sequential:
             resolved[name] = m
         return resolved
 
-    def _source(self, data, what: str, where: str, target: bool) -> DataSource:
-        return DataSource(data, self.placement, what=what, where=where, dtype=self.dtype, target=target)
+    def _source(self, data, what: str, where: str, target: bool, stage: bool = False) -> DataSource:
+        return DataSource(
+            data, self.placement, what=what, where=where, dtype=self.dtype, target=target, stage=stage
+        )
 
-    def _pair(self, x, y, where: str, prefix: str = ""):
-        xs = self._source(x, prefix + "x", where, target=False)
-        ys = self._source(y, prefix + "y", where, target=True)
+    def _pair(self, x, y, where: str, prefix: str = "", stage: bool = False):
+        xs = self._source(x, prefix + "x", where, target=False, stage=stage)
+        ys = self._source(y, prefix + "y", where, target=True, stage=stage)
         if len(xs) != len(ys):
             raise ValueError(
                 f"{where}: {prefix}x and {prefix}y must have the same number of samples. Received "
@@ -399,12 +404,13 @@ class Sequential:
         (``xpcnn.to_host(...)`` gives a NumPy array)."""
         batch_size = integer(batch_size, "batch_size", 1, where="predict")
         xs = self._source(x, "x", "predict", target=False)
-        outputs = [
-            self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
-        ]
-        if not outputs:  # no samples: an empty batch through the layers
-            return self._forward(xs.take(slice(0, 0)))
-        return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
+        with self.placement.activate():
+            outputs = [
+                self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
+            ]
+            if not outputs:  # no samples: an empty batch through the layers
+                return self._forward(xs.take(slice(0, 0)))
+            return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
 
     # -------------------------------------------------------------- evaluate
     def evaluate(self, x, y, loss=None, metrics=None, batch_size: int = 256) -> dict:
@@ -423,15 +429,17 @@ class Sequential:
     def _evaluate(self, xs, ys, loss, metrics: dict, batch_size: int, prefix: str = "") -> dict:
         sums = {} if loss is None else {"loss": 0.0}
         sums.update({name: 0.0 for name in metrics})
-        for index in batch_slices(len(xs), batch_size, shuffle=False):
-            xb, yb = xs.take(index), ys.take(index)
-            prediction = self._forward(xb)
-            size = int(xb.shape[0])
-            if loss is not None:
-                sums["loss"] = sums["loss"] + loss(prediction, yb) * size
-            for name, metric in metrics.items():
-                sums[name] = sums[name] + metric(prediction, yb) * size
-        return {prefix + k: float(v) / len(xs) for k, v in sums.items()}
+        value = None if loss is None else self._checked_targets(loss, xs, ys, "evaluate", value_only=True)
+        with self.placement.activate():
+            for index in batch_slices(len(xs), batch_size, shuffle=False):
+                xb, yb = xs.take(index), ys.take(index)
+                prediction = self._forward(xb)
+                size = int(xb.shape[0])
+                if value is not None:
+                    sums["loss"] = sums["loss"] + value(prediction, yb) * size
+                for name, metric in metrics.items():
+                    sums[name] = sums[name] + metric(prediction, yb) * size
+        return {prefix + k: float(v) / len(xs) for k, v in sums.items()}  # one read per key
 
     # ------------------------------------------------------------------- fit
     def fit(
@@ -456,7 +464,8 @@ class Sequential:
 
         Args:
             x, y: training inputs ``(N, ...)`` and targets ``(N, ...)``: host (NumPy) arrays,
-                copied to the device one batch at a time, or arrays already on the model's
+                copied to the device one batch at a time (on a GPU: copied whole, once, when
+                they fit :data:`xpcnn.data.STAGE_BYTES`), or arrays already on the model's
                 device.  ``x`` must have the model's dtype; ``y`` too, or integer class labels.
             loss: a :class:`~xpcnn.losses.Loss` or a name (``"quadratic"``, ``"mse"``,
                 ``"binary_crossentropy"``, ``"softmax_crossentropy"``, ...); defaults to the
@@ -511,7 +520,7 @@ class Sequential:
             optimizer = self.optimizer if self.optimizer is not None else optim.SGD(0.01)
         optimizer = optim.get(optimizer)
         metrics = self._resolve_metrics(metrics)
-        xs, ys = self._pair(x, y, "fit")
+        xs, ys = self._pair(x, y, "fit", stage=True)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -565,18 +574,21 @@ class Sequential:
                 c.on_train_end({})
         return history
 
-    def _checked_targets(self, loss, xs, ys, where: str):
+    def _checked_targets(self, loss, xs, ys, where: str, value_only: bool = False):
         """Check the whole ``y`` against the loss once (class labels against the number of
-        outputs); returns the per-batch ``value_and_gradient`` that can then skip that check."""
+        outputs); returns the per-batch ``value_and_gradient`` (or, with ``value_only``, the
+        value alone) that can then skip that check (a device read per batch on a GPU)."""
         check = getattr(loss, "check_targets", None)
+        unchecked = loss if value_only else _value_and_gradient(loss)
         if check is None:
-            return _value_and_gradient(loss)
+            return unchecked
         try:
             outputs = self.output_shape(xs.shape[1:])
         except Exception:  # the shapes do not chain: the first batch's forward names the layer
-            return _value_and_gradient(loss)
-        check(ys.array, outputs, where)
-        return loss.trusted_value_and_gradient
+            return unchecked
+        with self.placement.activate():
+            check(ys.array, outputs, where)
+        return loss.trusted_value if value_only else loss.trusted_value_and_gradient
 
     def output_shape(self, input_shape) -> tuple:
         """The per-sample output shape of the model for a per-sample ``input_shape``."""
@@ -668,12 +680,19 @@ class _EpochLoop:
 
     def run(self, epoch: int, epochs: int, xs, ys, indices, steps: int) -> dict | None:
         """Train one epoch; return its logs, or None after a non-finite loss with "stop"."""
-        model, xp = self.model, self.model.placement.xp
         self.where = (epoch, epochs, steps)
+        with self.model.placement.activate():
+            return self._run(xs, ys, indices, steps)
+
+    def _run(self, xs, ys, indices, steps: int) -> dict | None:
+        model, xp = self.model, self.model.placement.xp
         total, sums = 0.0, dict.fromkeys(self.metrics, 0.0)
         pending: list = []  # (batch, loss on the device, size) since the last read
         ok = None  # the device flag of the masked steps
         on_host = self.steps_per_sync == 1
+        batch = 0
+        if xs.on_device and ys.on_device:
+            indices = device_indices(model.placement, indices)
 
         def check(value):
             nonlocal ok

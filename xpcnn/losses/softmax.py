@@ -54,6 +54,11 @@ class SoftmaxCrossEntropy(Loss):
         """:meth:`value_and_gradient` for labels already checked by :meth:`check_targets`."""
         return self._value_and_gradient(*self._prepare(prediction, target, labels_checked=True))
 
+    def trusted_value(self, prediction, target):
+        """The loss value for labels already checked by :meth:`check_targets`."""
+        xp, prediction, target = self._prepare(prediction, target, labels_checked=True)
+        return as_0d(xp, self._value(xp, prediction, target), prediction)
+
     def _prepare(self, prediction, target, labels_checked: bool = False):
         xp = self._check_prediction(prediction)
         if prediction.ndim != 2:
