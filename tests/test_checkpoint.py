@@ -412,7 +412,12 @@ def _forge(path, header, data=b"", *, checksums=True, length=None):
 
 
 def _base_header(architecture, tensors):
-    return {"format": ckformat.FORMAT, "format_version": "1.0", "architecture": architecture, "tensors": tensors}
+    return {
+        "format": ckformat.FORMAT,
+        "format_version": "1.0",
+        "architecture": architecture,
+        "tensors": tensors,
+    }
 
 
 DENSE = [{"type": "Dense", "config": {"input_size": 2, "output_size": 1, "dtype": "float32"}}]

@@ -252,6 +252,8 @@ def to_host(x) -> np.ndarray:
     """Copy any supported array to a NumPy array on the host (a copy when it lives elsewhere)."""
     if isinstance(x, np.ndarray):
         return x
+    if isinstance(x, np.generic):  # a NumPy reduction's scalar (a loss value on the CPU)
+        return np.asarray(x)
     if not is_array(x):
         return np.asarray(x)
     xp = array_namespace(x)

@@ -97,7 +97,15 @@ class DataSource:
     """
 
     def __init__(
-        self, data, place, *, what: str, where: str, dtype: str | None, target: bool = False, stage: bool = False
+        self,
+        data,
+        place,
+        *,
+        what: str,
+        where: str,
+        dtype: str | None,
+        target: bool = False,
+        stage: bool = False,
     ):
         self.what = what
         self.place = place

@@ -269,7 +269,9 @@ class Sequential:
                 f"Sequential.backward: loss_gradient has dtype {received} but the model is {self.dtype}."
             )
         layers = self.layers
-        stop = 0 if input_gradient else next((i for i, la in enumerate(layers) if la.param_names), len(layers))
+        stop = (
+            0 if input_gradient else next((i for i, la in enumerate(layers) if la.param_names), len(layers))
+        )
         for layer in layers[stop:]:
             if layer._input is None:
                 raise RuntimeError(f"{layer.label}: backward() was called before forward().")

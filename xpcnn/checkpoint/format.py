@@ -376,5 +376,3 @@ def guarded(path, action):
         RecursionError,
     ) as exc:  # a last line of defence: one error type, whatever went wrong
         raise CheckpointError(path, f"unreadable ({type(exc).__name__}: {exc})") from exc
-
-

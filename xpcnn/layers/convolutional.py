@@ -76,7 +76,16 @@ class Convolutional(Layer):
             self.biases = self.placement.zeros(self._parameter_shapes()["biases"], self.dtype)
 
     def _configure(
-        self, input_shape, kernel_size, depth, *, padding=0, stride=1, bias="channel", seed=None, dtype="float32"
+        self,
+        input_shape,
+        kernel_size,
+        depth,
+        *,
+        padding=0,
+        stride=1,
+        bias="channel",
+        seed=None,
+        dtype="float32",
     ) -> None:
         """Validate the arguments and set the sizes (no allocation: ``parameter_shapes`` uses it)."""
         _validate.float_dtype(dtype, where="Convolutional")

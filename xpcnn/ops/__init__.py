@@ -13,7 +13,9 @@ def __getattr__(name: str):
         from .. import testing
 
         warnings.warn(
-            "xpcnn.ops.reference moved to xpcnn.testing; import it from there.", DeprecationWarning, stacklevel=2
+            "xpcnn.ops.reference moved to xpcnn.testing; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return testing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

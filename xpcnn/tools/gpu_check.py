@@ -1,4 +1,4 @@
-"""``python -m xpcnn.tools.gpu_check``: the GPU check of issue 5, in one go (under 8 minutes on an H100).
+"""``python -m xpcnn.tools.gpu_check``: the GPU check, in one go (at most 8 minutes on an H200).
 
 Sections, each recorded in the JSON file (``--out``) and in the closing table:
 
@@ -14,17 +14,26 @@ Sections, each recorded in the JSON file (``--out``) and in the closing table:
    weights and batches: the losses must agree (float32 ``1e-3``, float64 ``1e-7`` relative);
    ``checkpoint``: a model trained on the GPU, saved, loaded onto the GPU and the CPU
    (bit-identical parameters, equal predictions).
-5. ``tests``: ``pytest`` on the whole suite with ``XPCNN_BACKENDS=numpy,cupy`` (every
-   backend-parametrized test on CuPy too); tests marked ``slow`` run last, if time is left.
-6. ``benchmark``: per-layer forward time (median, CUDA events) of the RawKernel, of the
+5. ``benchmark`` (before the tests, so that a cut run still has its figures): per-layer
+   forward time (median of the GPU times, CUDA events: the kernel time; and of the host
+   times: the call time, Python overhead included) of the RawKernel, of the
    Array-API path on CuPy (cuBLAS), and of cuDNN through PyTorch in FP32 and in TF32, for
    LeNet's two convolutions (batch 256) and a 64->64, 56x56, 3x3 layer (batch 32); the
    backward (``dX`` + ``dK``) of the RawKernel against cuDNN's; LeNet-5 training images/s
-   against PyTorch eager at batch 256 and 2048 (data already on the GPU); and the issue's
-   targets, met or not.
+   against PyTorch eager at batch 256 and 2048 (data already on the GPU; xpcnn's step is
+   ``Sequential.train_step``, which like PyTorch's computes no ``dX`` of the input); and the
+   issue's targets, met or not.
+6. ``tests``: ``pytest`` with ``XPCNN_BACKENDS=cupy`` (the cupy-backend tests only: the CPU
+   suite runs in CI, and some of its tests need packages the GPU machine lacks).
 7. ``sanitizer``: ``compute-sanitizer`` (memcheck, racecheck, synccheck, initcheck) on a
    small case that launches every kernel family (CuPy's memory pool off, so that an
-   out-of-bounds access leaves its allocation).
+   out-of-bounds access leaves its allocation).  A timeout or "Device not supported" is a
+   skip with its reason, not a failure.
+
+``--budget S`` is the whole run's time; each section has its own cap (:data:`CAPS`) within what
+is left.  The JSON file is rewritten (a temporary file, then ``os.replace``) after every
+section and each section prints its key figures when it ends, so a run killed at any point
+leaves a valid, partial file.
 
 Without a visible GPU it says so, runs what a CPU can (environment, compile) and exits 0
 (``--require-gpu``: exit 2).  The exit status is 1 when a correctness section fails;
@@ -49,8 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (xpcnn/tools/ is two below)
 BUDGET_S = 450.0  # the whole check, under the 8 minutes of the issue
+#: Seconds each section may take at most (within what is left of the budget).
+CAPS = {"parity": 60, "raw_vs_api": 40, "training": 60, "checkpoint": 30, "benchmark": 150, "tests": 150,
+        "sanitizer": 120}  # fmt: skip
 
 F32_TOL = 1e-3
 F64_TOL = 1e-7
@@ -333,8 +345,9 @@ def run_pytest(marker: str, timeout: float) -> dict:
         return {"status": "skip", "reason": f"no tests/ under {ROOT}"}
     if timeout < 20:
         return {"status": "skip", "reason": f"out of time ({timeout:.0f} s left for it)"}
-    env = dict(os.environ, XPCNN_BACKENDS="numpy,cupy")
+    env = dict(os.environ, XPCNN_BACKENDS="cupy")  # the CPU suite runs in CI
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, "-rfEs", "tests"]
+    # every test on the cupy backend (-m "": the slow ones too); the others deselect themselves
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -412,14 +425,20 @@ def sanitizer(deadline: Deadline) -> dict:
         try:
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=min(120, left))
         except subprocess.TimeoutExpired:
-            results[tool] = {"status": "fail", "reason": "timed out"}
-            ok = False
+            results[tool] = {"status": "skip", "reason": f"timed out after {min(120, left):.0f} s"}
             continue
         out = proc.stdout + proc.stderr
+        if "Device not supported" in out or "device not supported" in out.lower():
+            results[tool] = {"status": "skip", "reason": "compute-sanitizer: Device not supported"}
+            continue
         summary = next((line for line in reversed(out.splitlines()) if "ERROR SUMMARY" in line), "")
         good = proc.returncode == 0 and "sanitizer case done" in out
         results[tool] = {"status": "pass" if good else "fail", "summary": summary, "tail": out[-2000:]}
         ok &= good
+    ran = [r for r in results.values() if r["status"] != "skip"]
+    if not ran:
+        return {"status": "skip", "reason": "; ".join(f"{t}: {r['reason']}" for t, r in results.items()),
+                "tools": results}  # fmt: skip
     return {"status": "pass" if ok else "fail", "tools": results}
 
 
@@ -434,11 +453,15 @@ class Timer:
         self.gpu, self.repeat, self.warmup = gpu, repeat, warmup
 
     def __call__(self, fn) -> float:
+        return self.both(fn)[0]
+
+    def both(self, fn) -> tuple[float, float]:
+        """(median device time, median host call time) in seconds; the same twice off a GPU."""
         if self.gpu:
             from cupyx.profiler import benchmark
 
             result = benchmark(fn, (), n_repeat=self.repeat, n_warmup=self.warmup)
-            return float(np.median(result.gpu_times[0]))
+            return float(np.median(result.gpu_times[0])), float(np.median(result.cpu_times))
         for _ in range(self.warmup):
             fn()
         times = []
@@ -446,7 +469,8 @@ class Timer:
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        median = float(np.median(times))
+        return median, median
 
     def sync(self):
         if self.gpu:
@@ -502,9 +526,13 @@ def _bench_layer(place, timer, torch, name, n, c, o, hw, ksize, pad) -> dict:
         "batch": n,
         "flop_forward": 2.0 * n * o * c * ksize * ksize * y.shape[2] * y.shape[3],
     }
-    row["rawkernel_fwd_ms"] = 1e3 * timer(lambda: xpcnn.conv2d_forward(x, k, stride=st, padding=pd))
-    row["arrayapi_fwd_ms"] = 1e3 * timer(lambda: _flat_shift.forward(place.xp, x, k, st, pd))
-    row["rawkernel_bwd_ms"] = 1e3 * timer(lambda: xpcnn.conv2d_backward(x, k, dy, stride=st, padding=pd))
+    for key, fn in (
+        ("rawkernel_fwd", lambda: xpcnn.conv2d_forward(x, k, stride=st, padding=pd)),
+        ("arrayapi_fwd", lambda: _flat_shift.forward(place.xp, x, k, st, pd)),
+        ("rawkernel_bwd", lambda: xpcnn.conv2d_backward(x, k, dy, stride=st, padding=pd)),
+    ):
+        kernel, call = timer.both(fn)
+        row[f"{key}_ms"], row[f"{key}_call_ms"] = 1e3 * kernel, 1e3 * call
     if torch is not None:
         if place.is_cuda:
             tx, tk, tdy = (torch.from_dlpack(a) for a in (x, k, dy))
@@ -551,15 +579,11 @@ def _bench_training_batch(place, torch, batch: int, steps: int) -> dict:
     rng = np.random.default_rng(0)
     xh = rng.standard_normal((batch, 1, 28, 28)).astype("float32")
     th = rng.integers(0, 10, size=batch)
-    model = lenet(place, "float32")
-    loss = xpcnn.SoftmaxCrossEntropy()
-    optimizer = xpcnn.SGD(0.01)
+    model = lenet(place, "float32").compile(loss=xpcnn.SoftmaxCrossEntropy(), optimizer=xpcnn.SGD(0.01))
     x, t = place.asarray(xh, dtype="float32"), place.asarray(th)
 
-    def step():
-        _, grad = loss.value_and_gradient(model.forward(x), t)
-        model.backward(grad)
-        optimizer.step(model.layers)
+    def step():  # no dX of the input (as PyTorch's step), nothing read back to the host
+        model.train_step(x, t)
 
     row = {"batch": batch, "steps": steps, "xpcnn_images_per_s": _images_per_s(step, batch, steps, place)}
     if torch is None:
@@ -673,7 +697,32 @@ def format_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _section(results: dict, name: str, fn) -> None:
+def write_json(path, results: dict) -> None:
+    """Write ``results`` atomically: a temporary file beside ``path``, then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def key_figures(name: str, section: dict) -> str:
+    """One line of the figures that matter in a finished section."""
+    if name == "benchmark":
+        parts = [
+            f"{r['layer']}: raw {r['rawkernel_fwd_ms']:.3f} ms (call {r['rawkernel_fwd_call_ms']:.3f}), "
+            f"cuDNN fp32 {r.get('cudnn_fp32_fwd_ms', float('nan')):.3f}"
+            for r in section.get("layers", [])
+        ]
+        parts += [
+            f"train b{r['batch']}: {r['xpcnn_images_per_s']:.0f} img/s vs torch "
+            f"{r.get('torch_fp32_images_per_s', float('nan')):.0f}"
+            for r in section.get("training", [])
+        ]
+        return "; ".join(parts)
+    return str(section.get("summary") or section.get("reason") or "")
+
+
+def _section(results: dict, name: str, fn, out=None) -> None:
     start = time.monotonic()
     try:
         section = fn()
@@ -685,12 +734,28 @@ def _section(results: dict, name: str, fn) -> None:
         }
     section["seconds"] = round(time.monotonic() - start, 1)
     results["sections"][name] = section
-    print(f"[gpu_check] {name}: {section['status']} ({section['seconds']} s)", flush=True)
+    print(f"[gpu_check] {name}: {section['status']} ({section['seconds']} s) {key_figures(name, section)}",
+          flush=True)  # fmt: skip
+    if out is not None:
+        write_json(out, results)
+
+
+def _capped(deadline: Deadline, name: str, fn):
+    """Run ``fn(seconds)`` with this section's cap, or skip it when the budget is spent."""
+    seconds = min(CAPS.get(name, 60), deadline.left() - 5)
+    if seconds < 10:
+        return lambda: {
+            "status": "skip",
+            "reason": f"out of time ({deadline.left():.0f} s of the budget left)",
+        }
+    return lambda: fn(seconds)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="The GPU check of issue 5 (see the module docstring).")
-    parser.add_argument("--out", default="bench-results-gpu.json", help="JSON file for the results")
+    parser = argparse.ArgumentParser(description="The GPU check (see the module docstring).")
+    parser.add_argument(
+        "--out", default="bench-results-gpu.json", help="JSON file, rewritten after each section"
+    )
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for the whole check")
     parser.add_argument("--require-gpu", action="store_true", help="exit 2 when no GPU is visible")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest")
@@ -706,22 +771,19 @@ def main(argv=None) -> int:
         "gpu": gpu,
         "gpu_description": description,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "budget_s": args.budget,
+        "complete": False,
         "sections": {},
     }
+    write_json(args.out, results)
     if not gpu:
         print(f"[gpu_check] No usable CUDA GPU: {description}", flush=True)
         print("[gpu_check] Running only what needs no GPU (environment, kernel compile).", flush=True)
-    _section(results, "environment", lambda: {"status": "pass", **environment(gpu)})
-    _section(results, "compile", lambda: compile_section(gpu))
+    _section(results, "environment", lambda: {"status": "pass", **environment(gpu)}, args.out)
+    _section(results, "compile", lambda: compile_section(gpu), args.out)
     if gpu:
-        _section(results, "parity", layer_parity)
-        _section(results, "raw_vs_api", kernel_vs_array_api)
-        _section(results, "training", training_parity)
-        _section(results, "checkpoint", checkpoint_roundtrip)
-        if not args.skip_tests:
-            _section(results, "tests", lambda: run_pytest("not slow", min(240.0, deadline.left() - 150)))
 
-        def benchmark():
+        def benchmark(_seconds):
             layers = bench_layers()
             training = bench_training()
             return {
@@ -731,15 +793,24 @@ def main(argv=None) -> int:
                 "targets": targets(layers, training),
             }
 
-        _section(results, "benchmark", benchmark)
-        _section(results, "sanitizer", lambda: sanitizer(deadline))
+        plan = [
+            ("benchmark", benchmark),
+            ("parity", lambda _s: layer_parity()),
+            ("raw_vs_api", lambda _s: kernel_vs_array_api()),
+            ("training", lambda _s: training_parity()),
+            ("checkpoint", lambda _s: checkpoint_roundtrip()),
+        ]
         if not args.skip_tests:
-            _section(results, "slow_tests", lambda: run_pytest("slow", deadline.left() - 10))
+            plan.append(("tests", lambda seconds: run_pytest("", seconds)))
+        plan.append(("sanitizer", lambda seconds: sanitizer(Deadline(seconds))))
+        for name, fn in plan:
+            _section(results, name, _capped(deadline, name, fn), args.out)
     else:
-        for name in ("parity", "raw_vs_api", "training", "checkpoint", "tests", "benchmark", "sanitizer"):
+        for name in ("benchmark", "parity", "raw_vs_api", "training", "checkpoint", "tests", "sanitizer"):
             results["sections"][name] = {"status": "skip", "reason": "no GPU"}
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    Path(args.out).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    results["complete"] = True
+    write_json(args.out, results)
     print(format_report(results))
     print(f"[gpu_check] results written to {args.out}")
     failed = [n for n, s in results["sections"].items() if s.get("status") == "fail"]
