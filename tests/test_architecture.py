@@ -163,3 +163,24 @@ def test_moved_names_still_work_with_a_warning(module, name, replacement):
         obj = getattr(importlib.import_module(module), name)
     expected = importlib.import_module(replacement) if replacement == "xpcnn.testing" else xpcnn.load
     assert obj is expected
+
+
+def test_the_public_api_is_annotated():
+    """Every public function, and every public method a public class defines, states its return
+    type (mypy checks them in the lint session; py.typed ships them)."""
+    import inspect
+
+    missing = []
+    for name in xpcnn.__all__:
+        obj = getattr(xpcnn, name)
+        if inspect.isfunction(obj):
+            functions = [(name, obj)]
+        elif inspect.isclass(obj):
+            functions = [(f"{name}.{m}", f) for m, f in vars(obj).items() if inspect.isfunction(f)
+                         and not m.startswith("_")]  # fmt: skip
+        else:
+            functions = []
+        missing += [
+            n for n, f in functions if inspect.signature(f).return_annotation is inspect.Signature.empty
+        ]
+    assert missing == []

@@ -41,6 +41,11 @@ __all__ = [
 
 FLOAT_DTYPES = ("float32", "float64")
 
+#: The type of an array in annotations: any Python Array API array (NumPy, CuPy, ...).
+Array = Any
+#: What a ``device=`` argument takes: ``"cpu"``, ``"cuda"``, ``"cuda:<n>"``, a Placement or an array.
+DeviceLike = Any
+
 
 def array_namespace(*arrays: Any):
     """The Array API namespace of ``arrays`` (they must share one)."""
@@ -131,11 +136,11 @@ class Placement:
     def is_cuda(self) -> bool:
         return is_cupy(self.xp)
 
-    def dtype(self, name: str):
+    def dtype(self, name: str) -> Any:
         """The namespace's dtype object for ``"float32"`` / ``"float64"`` (or any name)."""
         return getattr(self.xp, str(name))
 
-    def asarray(self, host, dtype: str | None = None, copy: bool = False):
+    def asarray(self, host, dtype: str | None = None, copy: bool = False) -> Array:
         """A host (NumPy) array on this placement, optionally cast on the host first.  On the
         CPU the result may share memory with ``host`` unless ``copy`` is true; elsewhere it is
         always a copy."""
@@ -148,7 +153,7 @@ class Placement:
                 return self.xp.asarray(cupy.asarray(host))
         return self.xp.asarray(host, device=self.device)
 
-    def activate(self):
+    def activate(self) -> contextlib.AbstractContextManager:
         """A context in which new arrays land on this device: CuPy's creation functions ignore
         ``device=`` and use the current device, so every model pass on ``cuda:<n>`` runs inside
         ``with placement.activate():``.  Elsewhere it does nothing."""
@@ -156,7 +161,7 @@ class Placement:
             return _cupy().cuda.Device(self.device.id)
         return contextlib.nullcontext()
 
-    def zeros(self, shape, dtype: str):
+    def zeros(self, shape, dtype: str) -> Array:
         if self.is_cuda:
             cupy = _cupy()
             with cupy.cuda.Device(self.device.id):

@@ -17,7 +17,7 @@ from ._validate import non_negative_int, positive
 __all__ = ["DescentPath", "descend", "gradient_descent"]
 
 
-def descend(a, gradient, learning_rate: float):
+def descend(a, gradient, learning_rate: float) -> backend.Array:
     """One step of eq. 1, ``a - gamma grad F(a)``: the rule of :func:`gradient_descent`, of
     ``Layer.backward(..., learning_rate=...)`` and of :class:`xpcnn.SGD` without momentum.
     ``learning_rate`` is a Python float (a NumPy scalar would drag a device array to NumPy)."""

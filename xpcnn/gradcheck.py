@@ -84,7 +84,7 @@ def _compare(name, analytic, numeric, atol, rtol) -> GradientComparison:
 
 def check_layer_gradients(
     layer, x, *, seed: int = 0, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3
-):
+) -> list:
     """Check ``dE/dX`` and every parameter gradient of ``layer`` at input ``x``.
 
     ``x`` must live where the layer's parameters live (use ``layer.to(x)``).  Raises
@@ -131,7 +131,7 @@ def check_layer_gradients(
 
 def check_loss_gradient(
     loss, prediction, target, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3
-):
+) -> list:
     """Check ``loss.gradient(prediction, target)`` against finite differences of ``loss(prediction, target)``."""
     analytic = loss.gradient(prediction, target)
     numeric = numerical_gradient(lambda p: loss(p, target), prediction, eps)

@@ -13,12 +13,15 @@ data - and copy one batch at a time.  No dtype is converted silently.
 from __future__ import annotations
 
 import math
+import os
 import sys
+from collections.abc import KeysView
 
 from . import backend, checkpoint, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
 from ._validate import float_dtype, integer
+from .backend import Array, DeviceLike
 from .data import DataSource, batch_slices, device_indices, num_batches
 from .layers.base import Layer
 
@@ -61,7 +64,7 @@ class History:
     def __contains__(self, key) -> bool:
         return key in self.history
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.history.keys()
 
     def __len__(self) -> int:
@@ -184,7 +187,7 @@ class Sequential:
             for name, value in values.items():
                 setattr(layer, name, value)
 
-    def to(self, device=None, dtype: str | None = None):
+    def to(self, device: DeviceLike = None, dtype: str | None = None) -> Sequential:
         """Move (and optionally cast) every parameter *and* the optimizer's state.  Returns self."""
         target = self.placement if device is None else backend.placement(device)
         new_dtype = self.dtype if dtype is None else float_dtype(dtype, where="Sequential.to")
@@ -196,7 +199,7 @@ class Sequential:
         self._validated = set()
         return self
 
-    def save(self, path, **kwargs):
+    def save(self, path: str | os.PathLike, **kwargs) -> None:
         """Write a checkpoint with :func:`xpcnn.checkpoint.save` (no pickle, atomic; see that
         module; ``kwargs`` such as ``metadata=`` go to it).  Load it with :func:`xpcnn.load`."""
         return checkpoint.save(self, path, **kwargs)
@@ -221,7 +224,7 @@ class Sequential:
                 f"Move the data, or the model with model.to(...)."
             )
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         """``Y = layer_L(... layer_1(X))`` for a batch ``x`` already on the model's device."""
         self._check_device_input(x, "x", "forward")
         with self.placement.activate():
@@ -246,7 +249,7 @@ class Sequential:
         self._output_shape = tuple(x.shape)
         return x
 
-    def backward(self, loss_gradient, input_gradient: bool = True):
+    def backward(self, loss_gradient: Array, input_gradient: bool = True) -> Array | None:
         """Backpropagate ``dE/dY`` (device array, the shape of the last forward's output) through
         the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``.
 
@@ -292,7 +295,7 @@ class Sequential:
         return gradient if input_gradient else None
 
     # ------------------------------------------------------------- one step
-    def compile(self, loss=None, optimizer=None, metrics=None):
+    def compile(self, loss=None, optimizer=None, metrics=None) -> Sequential:
         """Set the loss, the optimizer and the metrics that :meth:`train_step`, ``fit`` and
         ``evaluate`` use by default (names or objects, as ``fit`` takes them).  Returns self."""
         if loss is not None:
@@ -303,7 +306,7 @@ class Sequential:
             self.metrics = self._resolve_metrics(metrics)
         return self
 
-    def train_step(self, x_batch, y_batch):
+    def train_step(self, x_batch: Array, y_batch: Array) -> Array:
         """One step of mini-batch gradient descent on a batch already on the model's device:
         forward, the loss ``E`` and ``dE/dY``, backward (no ``dE/dX`` of the data), optimizer
         step (notes section 2, eq. 1-5).  Returns ``E`` as a 0-d device array (nothing is read
@@ -400,7 +403,7 @@ class Sequential:
         return xs, ys
 
     # --------------------------------------------------------------- predict
-    def predict(self, x, batch_size: int = 256):
+    def predict(self, x, batch_size: int = 256) -> Array:
         """The network's output for ``x`` (host or device data, batch axis first), computed
         ``batch_size`` samples at a time.  Returns a device array on the model's placement
         (``xpcnn.to_host(...)`` gives a NumPy array)."""
@@ -648,7 +651,7 @@ class Sequential:
         return text
 
 
-def load(path, device="cpu") -> Sequential:
+def load(path: str | os.PathLike, device: DeviceLike = "cpu") -> Sequential:
     """Load a checkpoint written by :func:`xpcnn.save` onto ``device`` (``"cpu"``, ``"cuda"``, a
     :class:`~xpcnn.backend.Placement`).
 

@@ -60,7 +60,7 @@ class Neuron:
         name = getattr(self.activation, "__name__", repr(self.activation))
         return f"Neuron(weights={self.weights.tolist()}, bias={self.bias}, activation={name})"
 
-    def preactivation(self, x):
+    def preactivation(self, x) -> backend.Array:
         """``v = sum_k w_k x_k + b`` over the last axis of ``x`` (shape ``(..., m)`` -> ``(...)``)."""
         xp = backend.check_array(x, "x", "Neuron")
         m = self.weights.shape[0]

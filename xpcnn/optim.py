@@ -159,7 +159,7 @@ class Optimizer:
         if hasattr(self.schedule, "reset"):
             self.schedule.reset()
 
-    def to(self, device=None, dtype: str | None = None):
+    def to(self, device=None, dtype: str | None = None) -> Optimizer:
         """Move (and optionally cast) every state array, as ``Layer.to`` does for parameters.
 
         ``device`` is ``"cpu"``, ``"cuda"``, a Placement or an array; ``dtype`` is float32 or
@@ -220,7 +220,7 @@ class SGD(Optimizer):
         direction = grad + self.momentum * velocity if self.nesterov else velocity
         return param - lr * direction
 
-    def config(self):
+    def config(self) -> dict:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -248,7 +248,7 @@ class Adam(Optimizer):
         root_correction2 = math.sqrt(1.0 - self.beta2**t)
         return param - (lr / correction1) * m / (xp.sqrt(v) / root_correction2 + self.eps)
 
-    def config(self):
+    def config(self) -> dict:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
@@ -270,7 +270,7 @@ class AdamW(Adam):
     def _update(self, param, grad, state, lr, t):
         return super()._update(param * (1.0 - lr * self.weight_decay), grad, state, lr, t)
 
-    def config(self):
+    def config(self) -> dict:
         return {**super().config(), "weight_decay": self.weight_decay}
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from .. import _validate, backend, descent
+from ..backend import Array, DeviceLike
 
 REGISTRY: dict[str, type[Layer]] = {}
 
@@ -113,7 +114,7 @@ class Layer:
     def parameter_count(self) -> int:
         return sum(math.prod(p.shape) for p in self.parameters().values())
 
-    def to(self, device=None, dtype: str | None = None):
+    def to(self, device: DeviceLike = None, dtype: str | None = None) -> Layer:
         """Move (and optionally cast) the parameters: ``device`` is ``"cpu"``, ``"cuda"``, a
         :class:`~xpcnn.backend.Placement` or an array whose placement is taken.  Returns self."""
         target = self.placement if device is None else backend.placement(device)
@@ -152,7 +153,7 @@ class Layer:
         return xp
 
     # ------------------------------------------------------------- the passes
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         """``Y = layer(X)`` for a batch ``x`` (validated here, then :meth:`_forward`)."""
         xp = self._check_input(x)
         self._check_shape(x)
@@ -168,7 +169,9 @@ class Layer:
         """The trusted forward pass on a validated ``x``; stores ``self._input``."""
         raise NotImplementedError
 
-    def backward(self, output_gradient, learning_rate: float | None = None, *, input_gradient: bool = True):
+    def backward(
+        self, output_gradient: Array, learning_rate: float | None = None, *, input_gradient: bool = True
+    ) -> Array | None:
         """Return ``dE/dX`` given ``dE/dY`` (eq. 5); store ``dE/dW`` in ``self.grads`` (eq. 4).
 
         With ``learning_rate`` the plain gradient-descent step of the notes is applied:

@@ -144,7 +144,7 @@ class Convolutional(Layer):
             shapes["biases"] = (self.depth,) if self.bias_mode == "channel" else (self.depth, *self.output_hw)
         return shapes
 
-    def output_shape(self, input_shape=None):
+    def output_shape(self, input_shape=None) -> tuple:
         return (self.depth, *self.output_hw)
 
     def _check_shape(self, x):

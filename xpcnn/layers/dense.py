@@ -35,7 +35,7 @@ class Dense(Layer):
         n_out = _validate.positive_int(config.get("output_size"), "output_size", cls.__name__)
         return {"weights": (n_out, n_in), "bias": (n_out,)}
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape) -> tuple:
         return (self.output_size,)
 
     def _check_shape(self, x):

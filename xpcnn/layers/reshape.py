@@ -46,7 +46,7 @@ class Reshape(Layer):
     def config(self) -> dict:
         return {"input_shape": list(self.input_shape), "output_shape": list(self.target_shape)}
 
-    def output_shape(self, input_shape=None):
+    def output_shape(self, input_shape=None) -> tuple:
         return self.target_shape
 
     def _check_shape(self, x):
@@ -68,7 +68,7 @@ class Reshape(Layer):
 class Flatten(Layer):
     """``(n, d_1, ..., d_k) -> (n, d_1 * ... * d_k)`` (a rank-1 input ``(n,)`` gives ``(n, 1)``)."""
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape) -> tuple:
         return (math.prod(input_shape),)
 
     def _check_shape(self, x):

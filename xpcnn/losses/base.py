@@ -15,6 +15,7 @@ Contract (``fit()`` is built on it):
 from __future__ import annotations
 
 from .. import backend
+from ..backend import Array
 
 
 class Loss:
@@ -41,17 +42,17 @@ class Loss:
         return f"{self.name}({args})"
 
     # ------------------------------------------------------------ the contract
-    def __call__(self, prediction, target):
+    def __call__(self, prediction: Array, target: Array) -> Array:
         """The loss value ``E``: a 0-d array (prediction's namespace, device and dtype)."""
         xp, prediction, target = self._prepare(prediction, target)
         return as_0d(xp, self._value(xp, prediction, target), prediction)
 
-    def gradient(self, prediction, target):
+    def gradient(self, prediction: Array, target: Array) -> Array:
         """``dE/dprediction``: the prediction's shape, dtype and placement."""
         xp, prediction, target = self._prepare(prediction, target)
         return self._gradient(xp, prediction, target)
 
-    def value_and_gradient(self, prediction, target):
+    def value_and_gradient(self, prediction: Array, target: Array) -> tuple[Array, Array]:
         """``(E, dE/dprediction)`` with one validation (and shared work where a loss has it)."""
         xp, prediction, target = self._prepare(prediction, target)
         value = as_0d(xp, self._value(xp, prediction, target), prediction)

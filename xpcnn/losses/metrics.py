@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import real
+from ..backend import Array
 from .base import Loss, as_0d
 
 MODES = ("auto", "categorical", "binary", "labels")
@@ -143,7 +144,7 @@ class Accuracy(_Metric):
         return as_0d(xp, xp.mean(xp.astype(correct, dtype)), prediction)
 
 
-def accuracy(prediction, target, *, mode: str = "auto", threshold: float = 0.5):
+def accuracy(prediction, target, *, mode: str = "auto", threshold: float = 0.5) -> Array:
     """The fraction of right decisions as a 0-d array; see :class:`Accuracy` for the modes
     (class scores ``(N, C)`` against labels ``(N,)`` or one-hot rows, or binary
     probabilities against 0/1 targets with a 0.5 threshold)."""

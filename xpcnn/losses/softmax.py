@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import backend
+from ..backend import Array
 from .base import Loss, as_0d
 
 
@@ -50,11 +51,11 @@ class SoftmaxCrossEntropy(Loss):
                 f"received labels from {low} to {high} in y."
             )
 
-    def trusted_value_and_gradient(self, prediction, target):
+    def trusted_value_and_gradient(self, prediction, target) -> tuple[Array, Array]:
         """:meth:`value_and_gradient` for labels already checked by :meth:`check_targets`."""
         return self._value_and_gradient(*self._prepare(prediction, target, labels_checked=True))
 
-    def trusted_value(self, prediction, target):
+    def trusted_value(self, prediction, target) -> Array:
         """The loss value for labels already checked by :meth:`check_targets`."""
         xp, prediction, target = self._prepare(prediction, target, labels_checked=True)
         return as_0d(xp, self._value(xp, prediction, target), prediction)
@@ -109,7 +110,7 @@ class SoftmaxCrossEntropy(Loss):
         p = xp.exp(log_softmax(xp, prediction))
         return (p * xp.sum(target, axis=1, keepdims=True) - target) / n
 
-    def value_and_gradient(self, prediction, target):
+    def value_and_gradient(self, prediction, target) -> tuple[Array, Array]:
         return self._value_and_gradient(*self._prepare(prediction, target))
 
     def _value_and_gradient(self, xp, prediction, target):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._validate import pair as _pair
+from ..backend import Array
 from . import _flat_shift
 from .geometry import conv_output_size
 
@@ -105,7 +106,7 @@ def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, 
     return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
 
 
-def conv2d_forward(x, k, *, stride=1, padding=0):
+def conv2d_forward(x, k, *, stride=1, padding=0) -> Array:
     """Batched multi-channel cross-correlation, the sum of eq. 17 without its bias.
 
     ``Y[n, i] = sum_j Xpad[n, j] * K[i, j]`` (``*`` the valid cross-correlation, strided).
@@ -123,7 +124,9 @@ def conv2d_forward(x, k, *, stride=1, padding=0):
     return trusted_forward(xp, x, k, stride, padding)
 
 
-def conv2d_backward(x, k, dy, *, stride=1, padding=0, input_gradient: bool = True):
+def conv2d_backward(
+    x, k, dy, *, stride=1, padding=0, input_gradient: bool = True
+) -> tuple[Array | None, Array]:
     """The two backward products of the convolutional layer.
 
     * ``dK[i, j] = sum_n Xpad[n, j] * dY[n, i]`` (eq. 18, valid cross-correlation),
@@ -171,7 +174,7 @@ def _check_2d(x, k, mode: str, where: str):
     return backend.array_namespace(x, k)
 
 
-def correlate2d(x, k, mode: str = "valid"):
+def correlate2d(x, k, mode: str = "valid") -> Array:
     """2-D cross-correlation ``x * k`` (notes eq. 14 and 16).
 
     ``valid``: the kernel slides only where it fully overlaps the input, output
@@ -184,7 +187,7 @@ def correlate2d(x, k, mode: str = "valid"):
     return xp.reshape(y, y.shape[2:])
 
 
-def convolve2d(x, k, mode: str = "valid"):
+def convolve2d(x, k, mode: str = "valid") -> Array:
     """2-D convolution: cross-correlation with the kernel rotated by 180 degrees (eq. 15)."""
     xp = _check_2d(x, k, mode, "convolve2d")
     return correlate2d(x, xp.flip(k, axis=(0, 1)), mode)
