@@ -695,14 +695,13 @@ class _EpochLoop:
         pending: list = []  # (batch, loss on the device, size) since the last read
         ok = None  # the device flag of the masked steps
         on_host = self.steps_per_sync == 1
-        batch = 0
         if xs.on_device and ys.on_device:
             indices = device_indices(model.placement, indices)
 
         def check(value):
             nonlocal ok
             if on_host:
-                return _host_check(value, batch)  # the one device -> host read of the batch
+                return _host_check(value)  # the one device -> host read of the batch
             finite = xp.isfinite(value)
             ok = finite if ok is None else xp.logical_and(ok, finite)
             return ok
@@ -762,12 +761,12 @@ class _EpochLoop:
 class _NonFinite(Exception):
     """Internal: the host check of a step found a non-finite loss (nothing was changed)."""
 
-    def __init__(self, batch: int | None, value: float, loss):
-        self.batch, self.value, self.loss = batch, value, loss
+    def __init__(self, value: float, loss):
+        self.value, self.loss = value, loss
 
 
-def _host_check(value, batch: int | None = None) -> None:
+def _host_check(value) -> None:
     """The non-finite policy on the host: read ``E``; a NaN or infinite one stops the step."""
     current = float(value)
     if not math.isfinite(current):
-        raise _NonFinite(batch, current, value)
+        raise _NonFinite(current, value)

@@ -1,7 +1,7 @@
 """Optimizers: gradient descent (notes eq. 1 and section 2, step 3) and its refinements.
 
 Every optimizer applies, once per batch, ``w <- update(w, dE/dw)`` to each trainable
-parameter of each layer, reading ``layer.parameters()`` and ``layer.gradients()`` (filled by
+parameter of each layer, reading ``layer.parameters()`` and ``layer.grads`` (filled by
 the layer's ``backward``).  The :class:`Optimizer` base holds everything they share:
 hyperparameter checks, the step counter ``t``, the learning-rate schedule, per-parameter
 state (velocities, moments) keyed by ``(layer, name)`` and created on the parameter's own
