@@ -613,7 +613,8 @@ RAW_HEADERS = {
     "nan": (b'{"format": NaN}', "contains NaN"),
     "infinite-number": (b'{"format": 1e999}', "too large for a float"),
     "duplicate-keys": (b'{"format": "xpcnn.checkpoint", "format": "x"}', "repeats the key 'format'"),
-    "deep-nesting": (b"[" * 200_000 + b"]" * 200_000, "not valid JSON"),
+    "many-containers": (b"[" * 200_000 + b"]" * 200_000, "200000 objects and arrays, more than the limit"),
+    "deep-nesting": (b"[" * 100 + b"]" * 100, "nests 100 levels deep, more than the limit 64"),
     "huge-integer": (b'{"format": ' + b"9" * 5000 + b"}", "not valid JSON"),
     "empty": (b"", "not valid JSON"),
 }

@@ -69,6 +69,25 @@ def test_maxpool_routes_to_one_winner_on_ties(be):
     )
 
 
+@pytest.mark.parametrize("kwargs", POOLS, ids=IDS)
+def test_maxpool_propagates_nan_as_pytorch_does(be, rng, kwargs):
+    torch = pytest.importorskip("torch")
+    host = _distinct(rng, (2, 3, 7, 6))
+    flat = host.reshape(-1)
+    flat[rng.choice(flat.size, size=12, replace=False)] = np.nan  # some windows hold two NaNs
+    flat[0] = np.nan  # and one sits at a window's first position
+    layer = xpcnn.MaxPool2D(**kwargs)
+    y = layer.forward(be.asarray(host))
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(be.asarray(g))
+    t = torch.tensor(host, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(t, kernel_size=layer.pool_size, stride=layer.stride, padding=layer.padding)
+    ty.backward(torch.tensor(g))
+    assert np.isnan(be.to_host(y)).sum() > 0
+    np.testing.assert_array_equal(be.to_host(y), ty.detach().numpy())  # NaN where torch has NaN
+    np.testing.assert_allclose(be.to_host(dx), t.grad.numpy(), rtol=1e-14, atol=0)  # same routing
+
+
 def test_avgpool_backward_spreads_evenly():
     layer = xpcnn.AvgPool2D(2)
     layer.forward(np.ones((1, 1, 3, 4)))

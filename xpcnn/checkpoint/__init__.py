@@ -31,8 +31,10 @@ def save(model, path, *, metadata: dict | None = None) -> None:
     whatever device they live on.  ``path`` is used as given (no suffix is added).
 
     Raises :class:`CheckpointError` when the model cannot be described by the format (a layer
-    outside the registry, a config that is not JSON, a non-float parameter); ``OSError`` from the
-    file system passes through.  On any error the previous file at ``path`` is untouched.
+    outside the registry, a config that is not JSON, a non-float parameter); a file-system error
+    (missing folder, full disk, no permission) is raised as the same ``OSError`` subclass with
+    ``filename`` set to ``path``.  On any error the previous file at ``path`` is untouched, and
+    no temporary file is left beside it.
     """
     path = os.fspath(path)
     try:

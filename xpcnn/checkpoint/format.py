@@ -25,6 +25,10 @@ data section without overlaps or gaps, the data checksum), so allocations are bo
 size of the file itself.  Every failure raises :class:`CheckpointError`.  Writes are atomic: a
 temporary file in the same folder, flushed and fsync-ed, then ``os.replace`` and an fsync of
 the folder; on any error the previous file is untouched and the temporary file is removed.
+A temporary is named ``.<name>.<pid>-<random>.tmp``; each save first removes, silently, the
+temporaries of the same target that a killed save left (writer process gone, or untouched
+for a minute before this save started).  A file-system error is raised as the same
+``OSError`` subclass, naming the checkpoint's path (not the temporary's).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import math
 import os
 import re
 import secrets
+import time
 
 import numpy as np
 
@@ -45,12 +50,16 @@ FORMAT = "xpcnn.checkpoint"
 FORMAT_VERSION = "1.0"
 _MAJOR = int(FORMAT_VERSION.split(".")[0])
 
-#: Largest header accepted (bytes); a real header is a few kilobytes.
-MAX_HEADER_BYTES = 16 * 2**20
+#: Largest header accepted (bytes); a real header is a few kilobytes (about 250 bytes a layer).
+MAX_HEADER_BYTES = 2 * 2**20
+#: Most JSON objects and arrays a header may hold (counted on the raw bytes, before parsing).
+MAX_CONTAINERS = 100_000
+#: Deepest nesting of objects and arrays a header may have (a real one has about 6 levels).
+MAX_DEPTH = 64
 #: Tensor dtypes a checkpoint may hold, with their little-endian NumPy codes.
 DTYPES = {"float32": "<f4", "float64": "<f8"}
 MAX_NDIM = 8
-MAX_LAYERS = 100_000
+MAX_LAYERS = 4096
 _CHUNK = 1 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})")
@@ -84,8 +93,21 @@ def _header_digest(header: dict) -> str:
     return hashlib.sha256(_canonical(body)).hexdigest()
 
 
+#: Every header this xpcnn writes starts with these bytes, then the 64 hex digits of
+#: ``header_sha256`` and ``",``: a reader finds the digest at a fixed place and checks it
+#: against the raw bytes before parsing anything.
+_DIGEST_PREFIX = b'{"header_sha256":"'
+_DIGEST_END = len(_DIGEST_PREFIX) + 64
+
+
 def _encode_header(header: dict) -> bytes:
-    text = _canonical(header)
+    """The header bytes: ``header_sha256`` first, then the canonical body without it.
+
+    ``header_sha256`` is still SHA-256 of the canonical header without this key (what every
+    1.x reader checks), and that canonical text is ``b"{" + text[_DIGEST_END + 2 :]`` with the
+    padding stripped, so the digest can be checked on the raw bytes too."""
+    body = _canonical({k: v for k, v in header.items() if k != "header_sha256"})
+    text = _DIGEST_PREFIX + hashlib.sha256(body).hexdigest().encode("ascii") + b'",' + body[1:]
     text += b" " * (-len(text) % 8)
     if len(text) > MAX_HEADER_BYTES:
         raise Bad(f"the header would be {len(text)} bytes, more than the limit {MAX_HEADER_BYTES}")
@@ -109,18 +131,71 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def _temporary_name(folder: str, base: str) -> str:
+    """``.<name>.<pid>-<random>.tmp``: the writer's process id lets a later save tell a stale
+    temporary (its writer is gone) from one that a live save is still writing."""
+    return os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+
+_TEMPORARY = re.compile(r"\.(?P<base>.+)\.(?:(?P<pid>[0-9]{1,10})-)?[0-9a-f]{12}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: decide by age only
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str, started: float) -> None:
+    """Remove the temporaries of ``path`` that a killed save left behind: those whose writer
+    process is gone, and those (of any writer) last modified before ``started``, the start of
+    this save, by more than a minute.  Silent: a file that cannot be removed stays."""
+    folder, base = os.path.split(path)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or match.group("base") != base:
+            continue
+        full = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            pid = match.group("pid")
+            if pid is not None and int(pid) == os.getpid():
+                continue  # this process's own saves clean up after themselves
+            if (pid is not None and not _alive(int(pid))) or os.stat(full).st_mtime < started - 60:
+                os.unlink(full)
+
+
 def _open_temporary(path: str):
     """A new file next to ``path`` (same folder, so os.replace is atomic), mode from the umask."""
     folder, base = os.path.split(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = _temporary_name(folder, base)
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
         return tmp, os.fdopen(fd, "wb")
     raise FileExistsError(f"could not create a temporary file next to {path!r}")  # pragma: no cover
+
+
+def _with_target(exc: OSError, path: str) -> OSError:
+    """The same kind of OSError, naming the checkpoint's path instead of the temporary file."""
+    reason = exc.strerror or str(exc)
+    folder = os.path.dirname(path)
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(folder):
+        reason = f"the folder {folder!r} does not exist"
+    new = type(exc)(exc.errno, f"Cannot save checkpoint: {reason}", path)
+    return new
 
 
 def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
@@ -140,12 +215,15 @@ def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
         blobs.append(blob)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "tensors": table,
               "data_sha256": digest.hexdigest()}  # fmt: skip
-    header["header_sha256"] = _header_digest(header)
     head = _encode_header(header)
     if os.path.isdir(path):
         raise Bad("the path is a folder")
     path = os.path.abspath(path)
-    tmp, f = _open_temporary(path)
+    remove_stale_temporaries(path, time.time())  # first: a full disk may need the space
+    try:
+        tmp, f = _open_temporary(path)
+    except OSError as exc:
+        raise _with_target(exc, path) from None
     try:
         with f:
             _write_bytes(f, head)
@@ -155,9 +233,11 @@ def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # ENOSPC, EFBIG, EIO...: name the target, not the temporary
+            raise _with_target(exc, path) from exc
         raise
     _fsync_folder(os.path.dirname(path))
 
@@ -183,7 +263,42 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _raw_digest_ok(raw: bytes) -> bool | None:
+    """Check ``header_sha256`` on the raw bytes of a header written with the digest first:
+    True or False; None for a header laid out otherwise (an older 1.x writer), whose digest
+    is checked after parsing."""
+    if not raw.startswith(_DIGEST_PREFIX) or raw[_DIGEST_END : _DIGEST_END + 2] != b'",':
+        return None
+    stored = raw[len(_DIGEST_PREFIX) : _DIGEST_END]
+    body = b"{" + raw[_DIGEST_END + 2 :].rstrip(b" ")
+    return hashlib.sha256(body).hexdigest().encode("ascii") == stored
+
+
+def _check_structure(raw: bytes) -> None:
+    """Bound the work a header can ask of the parser before it runs: the number of objects
+    and arrays and their nesting (counted on the raw bytes, so brackets inside strings count
+    too, which only errs on the safe side).  Costs a few milliseconds for the largest header."""
+    containers = raw.count(b"{") + raw.count(b"[")
+    closers = raw.count(b"}") + raw.count(b"]")
+    if max(containers, closers) > MAX_CONTAINERS:
+        containers = max(containers, closers)
+        raise Bad(
+            f"the header holds {containers} objects and arrays, more than the limit {MAX_CONTAINERS} "
+            "(not a header xpcnn writes)"
+        )
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    brackets = codes[np.isin(codes, _BRACKETS)]  # at most 2 * MAX_CONTAINERS
+    depth = np.cumsum(np.where((brackets == ord("{")) | (brackets == ord("[")), 1, -1), dtype=np.int64)
+    deepest = int(depth.max()) if depth.size else 0
+    if deepest > MAX_DEPTH:
+        raise Bad(f"the header nests {deepest} levels deep, more than the limit {MAX_DEPTH}")
+
+
+_BRACKETS = np.frombuffer(b"{}[]", dtype=np.uint8)
+
+
 def _parse_header(raw: bytes) -> dict:
+    _check_structure(raw)
     try:
         text = raw.decode("utf-8")
         header = json.loads(
@@ -301,9 +416,14 @@ def _read_header(f, size: int) -> tuple[dict, int]:
         )
     if n > size - 8:
         raise Bad(f"the header length {n} runs past the end of the {size}-byte file (truncated)")
-    header = _parse_header(_read_exact(f, n))
+    raw = _read_exact(f, n)
+    raw_ok = _raw_digest_ok(raw)
+    if raw_ok is False:
+        raise Bad("header checksum mismatch: the header was modified or corrupted")
+    header = _parse_header(raw)
     _check_version(header)
-    if _check_digest(header, "header_sha256") != _header_digest(header):
+    stored = _check_digest(header, "header_sha256")
+    if raw_ok is None and stored != _header_digest(header):
         raise Bad("header checksum mismatch: the header was modified or corrupted")
     _check_digest(header, "data_sha256")
     return header, size - 8 - n

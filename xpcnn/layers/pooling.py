@@ -96,7 +96,11 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """``Y = max`` over each window; backward sends ``dE/dY`` to the window's maximum (the
     first one in row-major window order on a tie, so exactly one element gets it).
-    Padding, if any, is ``-inf`` and never wins."""
+    Padding, if any, is ``-inf`` and never wins.
+
+    NaN propagates, as in PyTorch: a window holding a NaN outputs NaN, and its gradient goes
+    to the window's last NaN in row-major order (the element the output came from), so a
+    model never trains silently on NaN data."""
 
     _fill = -float("inf")
 
@@ -109,7 +113,7 @@ class MaxPool2D(_Pool2D):
             if best is None:
                 best, winner = window, xp.zeros_like(window, dtype=xp.int32)
                 continue
-            better = window > best
+            better = (window > best) | xp.isnan(window)  # a NaN always takes over
             best = xp.where(better, window, best)
             winner = xp.where(better, xp.full_like(winner, k), winner)
         self._winner = winner
