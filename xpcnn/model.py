@@ -119,7 +119,17 @@ class Sequential:
     """
 
     def __init__(self, layers, device="cpu", dtype: str | None = None):
-        layers = list(layers)
+        if isinstance(layers, Layer):
+            raise TypeError(
+                f"Sequential: expected a list of layers, received a single {type(layers).__name__}. "
+                f"Wrap it in a list: Sequential([{type(layers).__name__}(...)])."
+            )
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(
+                f"Sequential: expected a list of layers, received {type(layers).__name__}: {layers!r:.80}."
+            ) from None
         if not layers:
             raise ValueError("Sequential: expected at least one layer. Received an empty list.")
         for i, layer in enumerate(layers):
@@ -152,6 +162,9 @@ class Sequential:
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
         self._validated: set = set()  # (per-sample shape, dtype) that went through every check
         self._output_shape: tuple | None = None  # of the last forward
+        first = self._first_input_shape()
+        if first is not None:  # the layers declare their sizes: a mismatch is named now
+            self.output_shape(first)
 
     # ---------------------------------------------------------------- basics
     def __repr__(self) -> str:
@@ -596,9 +609,11 @@ class Sequential:
         return loss.trusted_value if value_only else loss.trusted_value_and_gradient
 
     def output_shape(self, input_shape) -> tuple:
-        """The per-sample output shape of the model for a per-sample ``input_shape``."""
+        """The per-sample output shape of the model for a per-sample ``input_shape``; raises
+        ``ValueError`` naming the first layer whose input rules the shape before it breaks."""
         shape = tuple(input_shape)
         for layer in self.layers:
+            layer.check_input_shape(shape)
             shape = tuple(layer.output_shape(shape))
         return shape
 
@@ -616,16 +631,15 @@ class Sequential:
         """A table of the layers, their output shapes (``N`` = batch) and parameter counts, with
         the total.  ``input_shape`` (one sample's) defaults to the shape of the data last seen by
         ``fit`` / ``predict``, else the first layer's declared input.  Prints it (to ``file``,
-        default stdout) and returns the text."""
+        default stdout) and returns the text.  Raises ``ValueError`` naming the first layer
+        that the shape before it does not fit."""
         shape = input_shape or self.input_shape or self._first_input_shape()
         shape = tuple(shape) if shape is not None else None
         rows = []
         for i, layer in enumerate(self.layers):
             if shape is not None:
-                try:
-                    shape = tuple(layer.output_shape(shape))
-                except Exception:
-                    shape = None
+                layer.check_input_shape(shape)  # a mismatch raises, naming the layer and both sizes
+                shape = tuple(layer.output_shape(shape))
             shown = "(N, " + ", ".join(str(s) for s in shape) + ")" if shape is not None else "?"
             rows.append((str(i), type(layer).__name__, shown, f"{layer.parameter_count():,}"))
         header = ("#", "Layer", "Output shape", "Parameters")

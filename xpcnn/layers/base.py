@@ -30,6 +30,19 @@ def register(cls):
     return cls
 
 
+def shown(batch: int | None, sample: tuple) -> str:
+    """A batched shape as messages show it: ``(64, 1, 28, 28)``, or ``(N, 1, 28, 28)``."""
+    parts = ["N" if batch is None else str(batch), *map(str, sample)]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def single_sample_hint(batch: int | None, sample: tuple, expected: tuple) -> str:
+    """The hint for one sample passed without its batch axis (``x[0]`` instead of ``x[:1]``)."""
+    if batch is not None and (batch, *sample) == tuple(expected):
+        return " Hint: this looks like one sample without its batch axis; pass x[None] (or x[i:i+1])."
+    return ""
+
+
 class Layer:
     """Base class: parameter bookkeeping, placement, input checks and the gradient step.
 
@@ -37,7 +50,8 @@ class Layer:
     needs, at least ``self._input = x``), ``_backward(xp, output_gradient, input_gradient)``
     (returning ``dE/dX``, or ``None`` when ``input_gradient`` is False and the layer can skip
     it, and filling ``self.grads``), ``config`` and, where the shape changes,
-    ``output_shape``; ``_check_shape(x)`` adds the layer's own input-shape rules, and
+    ``output_shape``; ``_check_sample_shape(sample, received)`` adds the layer's own rules on
+    one sample's shape (used for arrays and for shapes alone, as in ``summary()``), and
     ``parameter_shapes(config)`` states the parameter shapes a configuration implies
     (checkpoints validate files against it before building anything).
     """
@@ -92,11 +106,20 @@ class Layer:
 
     def set_parameters(self, values: dict) -> None:
         """Replace parameters by copies of arrays of the same shapes and dtype (from any placement)."""
+        if not isinstance(values, dict):
+            raise TypeError(
+                f"{self.label}: set_parameters expects a dict of name -> array, received "
+                f"{type(values).__name__}."
+            )
         current = self.parameters()
         unknown = set(values) - set(current)
         if unknown:
             raise KeyError(f"{self.label}: unknown parameter(s) {sorted(unknown)}; it has {sorted(current)}.")
-        for name, value in values.items():
+        for name, value in values.items():  # every value is checked before any is replaced
+            if not backend.is_array(value):
+                raise TypeError(
+                    f"{self.label}: parameter {name!r} must be an array, received {type(value).__name__}."
+                )
             shape = tuple(current[name].shape)
             if tuple(value.shape) != shape:
                 raise ValueError(
@@ -108,8 +131,10 @@ class Layer:
                     f"{self.label}: parameter {name!r} must have dtype {self.dtype}, received {received}; "
                     f"xpcnn never casts silently (convert it, or the layer with .to(dtype={received!r}))."
                 )
-            # a copy: later changes to the caller's array must not change the weights
-            setattr(self, name, self.placement.asarray(backend.to_host(value), copy=True))
+        # copies: later changes to the caller's arrays must not change the weights
+        new = {name: self.placement.asarray(backend.to_host(value), copy=True) for name, value in values.items()}
+        for name, value in new.items():
+            setattr(self, name, value)
 
     def parameter_count(self) -> int:
         return sum(math.prod(p.shape) for p in self.parameters().values())
@@ -163,7 +188,22 @@ class Layer:
         return self.forward(x)
 
     def _check_shape(self, x) -> None:
-        """The layer's own rules on the input's shape (rank, sizes); none by default."""
+        """The input must be batched; then the layer's per-sample rules (:meth:`_check_sample_shape`)."""
+        if x.ndim < 1:
+            raise ValueError(
+                f"{self.label}: expected a batch (samples along axis 0), received a 0-d array. "
+                "Hint: add a batch axis, e.g. x[None]."
+            )
+        self._check_sample_shape(tuple(int(s) for s in x.shape[1:]), int(x.shape[0]))
+
+    def check_input_shape(self, input_shape: tuple) -> None:
+        """Raise ``ValueError`` naming the rule when one sample of shape ``input_shape`` cannot
+        enter this layer (``Sequential`` checks a whole chain with it before any data)."""
+        self._check_sample_shape(tuple(int(s) for s in input_shape), None)
+
+    def _check_sample_shape(self, sample: tuple, batch: int | None) -> None:
+        """The layer's own rules on one sample's shape ``sample``, for a batch of ``batch``
+        samples (``None``: a shape alone, shown as ``(N, ...)``).  None by default."""
 
     def _forward(self, xp, x):
         """The trusted forward pass on a validated ``x``; stores ``self._input``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import _validate, init
 from ..ops import correlation
 from ..ops.geometry import conv_output_size
-from .base import Layer, register
+from .base import Layer, register, shown, single_sample_hint
 
 BIAS_MODES = ("channel", "pixel", "none")
 
@@ -147,20 +147,21 @@ class Convolutional(Layer):
     def output_shape(self, input_shape=None) -> tuple:
         return (self.depth, *self.output_hw)
 
-    def _check_shape(self, x):
-        if x.ndim != 4:
+    def _check_sample_shape(self, sample, batch):
+        expected, received = ", ".join(map(str, self.input_shape)), shown(batch, sample)
+        if len(sample) != 3:
+            hint = single_sample_hint(batch, sample, self.input_shape)
+            if not hint and len(sample) == 2 and self.input_shape == (1, *sample):
+                hint = " Hint: single-channel images need a channel axis, e.g. x[:, None]."
             raise ValueError(
                 f"{self.label}: expected input of rank 4 (batch, channels, height, width) = "
-                f"(n, {', '.join(map(str, self.input_shape))}), received shape {tuple(x.shape)}."
+                f"(n, {expected}), received shape {received}.{hint}"
             )
-        if tuple(x.shape[1:]) != self.input_shape:
+        if sample != self.input_shape:
             hint = ""
-            if x.shape[-1] == self.input_shape[0] and tuple(x.shape[1:3]) == self.input_shape[1:]:
+            if sample[-1] == self.input_shape[0] and sample[:2] == self.input_shape[1:]:
                 hint = " The data looks channels-last (NHWC): transpose it to NCHW with permute_dims(x, (0, 3, 1, 2))."
-            raise ValueError(
-                f"{self.label}: expected input of shape (n, {', '.join(map(str, self.input_shape))}), "
-                f"received {tuple(x.shape)}.{hint}"
-            )
+            raise ValueError(f"{self.label}: expected input of shape (n, {expected}), received {received}.{hint}")
 
     def _forward(self, xp, x):
         self._input = x

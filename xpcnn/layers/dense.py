@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _validate, init
-from .base import Layer, register
+from .base import Layer, register, shown, single_sample_hint
 
 
 @register
@@ -38,17 +38,19 @@ class Dense(Layer):
     def output_shape(self, input_shape) -> tuple:
         return (self.output_size,)
 
-    def _check_shape(self, x):
-        if x.ndim != 2:
-            hint = " Did you forget a Reshape or Flatten layer before it?" if x.ndim > 2 else ""
+    def _check_sample_shape(self, sample, batch):
+        if len(sample) != 1:
+            hint = single_sample_hint(batch, sample, (self.input_size,))
+            if len(sample) > 1:
+                hint = " Did you forget a Reshape or Flatten layer before it?"
             raise ValueError(
                 f"{self.label}: expected input of rank 2 (batch, {self.input_size}), received shape "
-                f"{tuple(x.shape)}.{hint}"
+                f"{shown(batch, sample)}.{hint}"
             )
-        if x.shape[1] != self.input_size:
+        if sample[0] != self.input_size:
             raise ValueError(
-                f"{self.label}: expected {self.input_size} input features, received {x.shape[1]} "
-                f"(input shape {tuple(x.shape)})."
+                f"{self.label}: expected {self.input_size} input features, received {sample[0]} "
+                f"(input shape {shown(batch, sample)})."
             )
 
     def _forward(self, xp, x):

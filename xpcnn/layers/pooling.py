@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import backend
 from .._validate import pair
 from ..ops.geometry import conv_output_size
-from .base import Layer, register
+from .base import Layer, register, shown
 
 
 class _Pool2D(Layer):
@@ -41,18 +41,18 @@ class _Pool2D(Layer):
     def _axes(self):
         return tuple(zip(self.pool_size, self.stride, self.padding, strict=True))
 
-    def _check_shape(self, x):
-        if x.ndim != 4:
+    def _check_sample_shape(self, sample, batch):
+        if len(sample) != 3:
             raise ValueError(
                 f"{self.label}: expected input of rank 4 (batch, channels, height, width), received shape "
-                f"{tuple(x.shape)}."
+                f"{shown(batch, sample)}."
             )
         (ph, pw), (kh, kw) = self.padding, self.pool_size
-        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+        h, w = sample[1] + 2 * ph, sample[2] + 2 * pw
         if kh > h or kw > w:
             raise ValueError(
                 f"{self.label}: pool_size {self.pool_size} is larger than the padded input "
-                f"({h}, {w}) (input shape {tuple(x.shape)}, padding {self.padding})."
+                f"({h}, {w}) (input shape {shown(batch, sample)}, padding {self.padding})."
             )
 
     def _windows(self, xp, x):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .base import Layer, register
+from .base import Layer, register, shown, single_sample_hint
 
 
 def _shape(value, argument: str) -> tuple[int, ...]:
@@ -49,11 +49,12 @@ class Reshape(Layer):
     def output_shape(self, input_shape=None) -> tuple:
         return self.target_shape
 
-    def _check_shape(self, x):
-        if tuple(x.shape[1:]) != self.input_shape:
+    def _check_sample_shape(self, sample, batch):
+        if sample != self.input_shape:
+            hint = single_sample_hint(batch, sample, self.input_shape)
             raise ValueError(
                 f"{self.label}: expected input of shape (n, {', '.join(map(str, self.input_shape))}), "
-                f"received {tuple(x.shape)}."
+                f"received {shown(batch, sample)}.{hint}"
             )
 
     def _forward(self, xp, x):
@@ -70,10 +71,6 @@ class Flatten(Layer):
 
     def output_shape(self, input_shape) -> tuple:
         return (math.prod(input_shape),)
-
-    def _check_shape(self, x):
-        if x.ndim < 1:
-            raise ValueError(f"{self.label}: expected a batched input (rank >= 1), received a scalar.")
 
     def _forward(self, xp, x):
         self._input = x
