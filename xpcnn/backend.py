@@ -80,6 +80,11 @@ def device_key(dev) -> str:
     return f"{type(dev).__module__}:{dev!r}"
 
 
+def is_host_scalar(x: Any) -> bool:
+    """A NumPy scalar (``numpy.float32(1.0)``, what NumPy reductions return): not an array."""
+    return isinstance(x, np.generic)
+
+
 def is_host_array(x: Any) -> bool:
     """True for a NumPy array (host memory)."""
     return isinstance(x, np.ndarray)

@@ -2,7 +2,8 @@
 
 The rule ``Sequential.fit``, ``evaluate`` and ``predict`` follow:
 
-* Training data are host (NumPy) arrays, or anything ``numpy.asarray`` accepts.  Each batch
+* Training data are host (NumPy) arrays (a list or a generator is refused, with the
+  conversion to use).  Each batch
   is gathered on the host (``x[indices]``, a view for an unshuffled slice) and copied to the
   model's device once, with :meth:`Placement.asarray` - a single host-to-device copy per batch
   and never the whole data set on the device.
@@ -64,7 +65,20 @@ def device_indices(place, indices) -> list:
     return [order[int(a) : int(b)] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
-def _as_host(a, argument: str) -> np.ndarray:
+def _as_host(a, argument: str, where: str = "") -> np.ndarray:
+    if not backend.is_array(a):
+        kind = type(a).__name__
+        hint = (
+            f" Convert it once with numpy.asarray({argument}, dtype='float32') (class labels: dtype='int64')."
+            if isinstance(a, (list, tuple))
+            else f" {where or 'xpcnn'} takes whole arrays (batch axis first), not iterators or generators."
+            if hasattr(a, "__next__") or hasattr(a, "__iter__")
+            else ""
+        )
+        raise TypeError(
+            f"{where + ': ' if where else ''}expected {argument} to be an array (NumPy, or on the model's "
+            f"device), received a {kind}.{hint}"
+        )
     a = np.asarray(a)
     if a.ndim == 0:
         raise ValueError(f"Expected {argument} with a leading sample axis. Received a scalar ({a!r}).")
@@ -120,7 +134,7 @@ class DataSource:
             self.array = data
         else:
             self.on_device = False
-            self.array = _as_host(data, what)
+            self.array = _as_host(data, what, where)
         if self.array.ndim == 0:
             raise ValueError(f"{where}: expected {what} with a leading sample axis. Received a scalar.")
         self.dtype = backend.dtype_name(self.array.dtype)

@@ -383,7 +383,7 @@ class Sequential:
                 if isinstance(m, str):
                     items.append((m.strip().lower(), m))
                 elif isinstance(m, type):  # a class: resolved now, named like its instances
-                    m = _losses.get(m)
+                    m = _losses.get(m, kind="metric")
                     items.append((_snake(m.name), m))
                 elif isinstance(m, _losses.Loss):
                     items.append((_snake(m.name), m))
@@ -392,7 +392,7 @@ class Sequential:
         resolved = {}
         for name, m in items:
             if isinstance(m, (str, type)):
-                m = _losses.get(m)
+                m = _losses.get(m, kind="metric")
             if not callable(m):
                 raise TypeError(f"Expected a metric name or a function (prediction, target). Received {m!r}.")
             resolved[name] = m
@@ -548,7 +548,9 @@ class Sequential:
                 raise ValueError(f"fit: expected validation_data=(x_val, y_val). Received {kind}.")
             x_val, y_val = validation_data
             val = self._pair(x_val, y_val, "fit", prefix="val_")
-        value_and_gradient = self._checked_targets(loss, xs, ys, "fit")
+        value_and_gradient = self._checked_targets(loss, xs, ys, "fit", metrics=metrics)
+        if val is not None:
+            self._checked_targets(loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics)
         rng = init.rng_from(seed)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.input_shape = xs.shape[1:]
@@ -592,20 +594,36 @@ class Sequential:
                 c.on_train_end({})
         return history
 
-    def _checked_targets(self, loss, xs, ys, where: str, value_only: bool = False):
+    def _checked_targets(self, loss, xs, ys, where: str, value_only: bool = False, metrics=None):
         """Check the whole ``y`` against the loss once (class labels against the number of
-        outputs); returns the per-batch ``value_and_gradient`` (or, with ``value_only``, the
-        value alone) that can then skip that check (a device read per batch on a GPU)."""
-        check = getattr(loss, "check_targets", None)
+        outputs, target values); returns the per-batch ``value_and_gradient`` (or, with
+        ``value_only``, the value alone) that can then skip that check (a device read per batch
+        on a GPU).  With ``metrics``, the loss and each metric also run once on one sample of
+        ``y`` against a stand-in prediction of the model's output shape, so that a metric that
+        cannot read these targets (or outputs) fails here, before any step changes the model."""
         unchecked = loss if value_only else _value_and_gradient(loss)
-        if check is None:
-            return unchecked
         try:
             outputs = self.output_shape(xs.shape[1:])
         except Exception:  # the shapes do not chain: the first batch's forward names the layer
             return unchecked
         with self.placement.activate():
-            check(ys.array, outputs, where)
+            check = getattr(loss, "check_targets", None)
+            if check is not None:
+                check(ys.array, outputs, where)
+            if metrics:
+                stand_in = self.placement.zeros((1, *outputs), self.dtype) + 0.5
+                first = ys.take(slice(0, 1))
+                for name, metric in metrics.items():
+                    try:
+                        metric(stand_in, first)
+                    except (TypeError, ValueError) as exc:
+                        kind = TypeError if isinstance(exc, TypeError) else ValueError
+                        raise kind(
+                            f"{where}: metric {name!r} cannot be computed on the model's outputs "
+                            f"{(len(ys), *outputs)} and y {ys.shape}: {exc}"
+                        ) from exc
+        if check is None:
+            return unchecked
         return loss.trusted_value if value_only else loss.trusted_value_and_gradient
 
     def output_shape(self, input_shape) -> tuple:

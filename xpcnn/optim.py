@@ -48,7 +48,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
 
     def __init__(self, learning_rate):
-        self.schedule = as_schedule(learning_rate)
+        self.schedule = as_schedule(learning_rate, type(self).__name__)
         self.iterations = 0
         self.state: dict = {}
         self.last_learning_rate: float | None = None
@@ -62,7 +62,7 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value) -> None:
         """Replace the schedule (a float > 0, a schedule or a callable)."""
-        self.schedule = as_schedule(value)
+        self.schedule = as_schedule(value, type(self).__name__)
 
     # ----------------------------------------------------------------- the step
     def step(self, layers, *, mask=None) -> None:
@@ -77,6 +77,19 @@ class Optimizer:
         optimizer: use ``model.to(...)``, which moves both, or :meth:`to`).  Everything is
         checked before any parameter changes.
         """
+        name = type(self).__name__
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(
+                f"{name}.step: expected a list of layers (e.g. model.layers), received "
+                f"{type(layers).__name__}: {layers!r:.80}."
+            ) from None
+        for i, layer in enumerate(layers):
+            if not (callable(getattr(layer, "parameters", None)) and isinstance(getattr(layer, "grads", None), dict)):
+                raise TypeError(
+                    f"{name}.step: expected xpcnn layers, received {type(layer).__name__} at position {i}."
+                )
         lr = self.schedule(self.iterations)
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(
@@ -206,10 +219,10 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(learning_rate)
-        self.momentum = unit_interval(momentum, "momentum")
+        self.momentum = unit_interval(momentum, "momentum", where=type(self).__name__)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
-            raise ValueError(f"Nesterov momentum needs momentum > 0. Received momentum={momentum!r}.")
+            raise ValueError(f"SGD: Nesterov momentum needs momentum > 0. Received momentum={momentum!r}.")
         self.slots = ("velocity",) if self.momentum > 0 else ()
 
     def _update(self, param, grad, state, lr, t):
@@ -235,9 +248,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(learning_rate)
-        self.beta1 = unit_interval(beta1, "beta1")
-        self.beta2 = unit_interval(beta2, "beta2")
-        self.eps = positive(eps, "eps")
+        self.beta1 = unit_interval(beta1, "beta1", where=type(self).__name__)
+        self.beta2 = unit_interval(beta2, "beta2", where=type(self).__name__)
+        self.eps = positive(eps, "eps", type(self).__name__)
 
     def _update(self, param, grad, state, lr, t):
         xp = state["_where"][0].xp
@@ -265,7 +278,7 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
     ):
         super().__init__(learning_rate, beta1, beta2, eps)
-        self.weight_decay = non_negative(weight_decay, "weight_decay")
+        self.weight_decay = non_negative(weight_decay, "weight_decay", type(self).__name__)
 
     def _update(self, param, grad, state, lr, t):
         return super()._update(param * (1.0 - lr * self.weight_decay), grad, state, lr, t)

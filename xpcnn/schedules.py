@@ -71,8 +71,8 @@ class Schedule:
 class Constant(Schedule):
     """``gamma_t = value``: the fixed learning rate of plain gradient descent (eq. 1)."""
 
-    def __init__(self, value: float):
-        self.initial = positive(value, "learning_rate")
+    def __init__(self, value: float, where: str = ""):
+        self.initial = positive(value, "learning_rate", where)
 
     def value(self, step):
         return self.initial
@@ -259,23 +259,29 @@ class _Callable(Schedule):
         self.function = function
 
     def value(self, step):
-        return float(self.function(step))
+        result = self.function(step)
+        if not isinstance(result, Real) or isinstance(result, bool):
+            raise TypeError(
+                f"The learning-rate function {self.function!r} returned {result!r} "
+                f"({type(result).__name__}) at step {step}; expected a float."
+            )
+        return float(result)
 
     def __repr__(self):
         return f"Schedule({self.function!r})"
 
 
-def as_schedule(value) -> Schedule:
+def as_schedule(value, where: str = "") -> Schedule:
     """A :class:`Schedule` from a schedule, a callable ``f(t) -> float`` or a number
-    (:class:`Constant`; it must be > 0 and finite)."""
+    (:class:`Constant`; it must be > 0 and finite).  ``where`` (e.g. ``"Adam"``) prefixes errors."""
     if isinstance(value, Schedule):
         return value
     if isinstance(value, Real) and not isinstance(value, bool):
-        return Constant(float(value))
+        return Constant(float(value), where)
     if callable(value):
         return _Callable(value)
     raise TypeError(
-        "Expected a learning rate: a positive float, a schedule from xpcnn.schedules or a "
+        f"{where + ': ' if where else ''}Expected a learning rate: a positive float, a schedule from xpcnn.schedules or a "
         f"function step -> float. Received learning_rate={value!r}."
     )
 

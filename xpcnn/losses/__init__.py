@@ -50,15 +50,17 @@ NAMES: dict[str, tuple[type[Loss], dict]] = {
     "zero_one_loss": (ZeroOneLoss, {}),
     "0_1": (ZeroOneLoss, {}),
     "accuracy": (Accuracy, {}),
+    "acc": (Accuracy, {}),
 }
 
 
-def get(name_or_loss) -> Loss:
+def get(name_or_loss, kind: str = "loss") -> Loss:
     """Resolve a loss: a :class:`Loss` instance is returned as is, a Loss subclass is
     instantiated with its defaults, a name from :data:`NAMES` gives a new instance.
 
     Note that ``categorical_crossentropy`` and ``sparse_categorical_crossentropy`` both take
-    *logits* (:class:`SoftmaxCrossEntropy` accepts labels or one-hot rows).
+    *logits* (:class:`SoftmaxCrossEntropy` accepts labels or one-hot rows).  ``kind``
+    (``"loss"`` or ``"metric"``) is the word the errors use.
     """
     if isinstance(name_or_loss, Loss):
         return name_or_loss
@@ -66,10 +68,10 @@ def get(name_or_loss) -> Loss:
         return name_or_loss()
     if not isinstance(name_or_loss, str):
         raise TypeError(
-            f"Expected a loss name or a Loss instance. Received {type(name_or_loss).__name__}: {name_or_loss!r}."
+            f"Expected a {kind} name or a Loss instance. Received {type(name_or_loss).__name__}: {name_or_loss!r}."
         )
     key = name_or_loss.strip().lower().replace("-", "_").replace(" ", "_")
     if key not in NAMES:
-        raise ValueError(f"Unknown loss {name_or_loss!r}. Known names: {', '.join(sorted(NAMES))}.")
+        raise ValueError(f"Unknown {kind} {name_or_loss!r}. Known names: {', '.join(sorted(NAMES))}.")
     cls, kwargs = NAMES[key]
     return cls(**kwargs)

@@ -54,9 +54,27 @@ class Loss:
 
     def value_and_gradient(self, prediction: Array, target: Array) -> tuple[Array, Array]:
         """``(E, dE/dprediction)`` with one validation (and shared work where a loss has it)."""
-        xp, prediction, target = self._prepare(prediction, target)
-        value = as_0d(xp, self._value(xp, prediction, target), prediction)
-        return value, self._gradient(xp, prediction, target)
+        return self._value_and_gradient(*self._prepare(prediction, target))
+
+    def _value_and_gradient(self, xp, prediction, target):
+        return as_0d(xp, self._value(xp, prediction, target), prediction), self._gradient(xp, prediction, target)
+
+    # ------------------------------------------- targets checked once per data set
+    def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
+        """Check a whole data set's targets once, before any step (``fit`` and ``evaluate``
+        do), against ``outputs``, the model's per-sample output shape: the rules on target
+        values that would otherwise cost a device read per batch (label ranges, values in
+        [0, 1], non-negative rows).  The batches then take :meth:`trusted_value_and_gradient`.
+        None by default."""
+
+    def trusted_value_and_gradient(self, prediction: Array, target: Array) -> tuple[Array, Array]:
+        """:meth:`value_and_gradient` for targets already checked by :meth:`check_targets`."""
+        return self._value_and_gradient(*self._prepare(prediction, target, targets_checked=True))
+
+    def trusted_value(self, prediction: Array, target: Array) -> Array:
+        """The loss value for targets already checked by :meth:`check_targets`."""
+        xp, prediction, target = self._prepare(prediction, target, targets_checked=True)
+        return as_0d(xp, self._value(xp, prediction, target), prediction)
 
     def _value(self, xp, prediction, target):
         raise NotImplementedError
@@ -65,8 +83,9 @@ class Loss:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ checks
-    def _prepare(self, prediction, target):
-        """Validate an elementwise loss's inputs: same shape, same placement; cast target."""
+    def _prepare(self, prediction, target, targets_checked: bool = False):
+        """Validate an elementwise loss's inputs: same shape, same placement; cast target.
+        ``targets_checked``: :meth:`check_targets` already checked the target values."""
         xp = self._check_prediction(prediction)
         self._check_target(prediction, target)
         self._check_same_shape(prediction, target)
@@ -131,6 +150,18 @@ class Loss:
         return xp.astype(target, prediction.dtype)
 
 
+def values_outside(xp, x, low: float, high: float | None, what: str, rule: str, where: str) -> None:
+    """Raise ``ValueError`` when an element of ``x`` is outside ``[low, high]`` (or NaN): one
+    device read when all are inside."""
+    inside = x >= low if high is None else (x >= low) & (x <= high)
+    if not bool(xp.all(inside)):
+        count = int(xp.sum(xp.astype(~inside, xp.int64)))
+        finite = xp.isfinite(x) if xp.isdtype(x.dtype, "real floating") else None
+        lo, hi = float(xp.min(x)), float(xp.max(x))
+        nan = "" if finite is None or bool(xp.all(finite | xp.isinf(x))) else ", some NaN"
+        raise ValueError(f"{where}: expected {what} {rule}, received {count} value(s) outside (min {lo:g}, max {hi:g}{nan}).")
+
+
 def element_count(x) -> int:
     """The number of elements of ``x`` (a Python int)."""
     count = 1
@@ -140,7 +171,8 @@ def element_count(x) -> int:
 
 
 def as_0d(xp, value, like):
-    """``value`` as a 0-d array where ``like`` lives (NumPy reductions return scalars)."""
-    if backend.is_array(value) and getattr(value, "ndim", None) == 0:
+    """``value`` as a 0-d array where ``like`` lives (NumPy reductions return scalars, which
+    are not arrays: ``numpy.float32`` is turned into a 0-d ``ndarray`` here too)."""
+    if getattr(value, "ndim", None) == 0 and not backend.is_host_scalar(value):
         return value
     return xp.asarray(value, device=backend.device(like))

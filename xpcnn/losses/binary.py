@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from .. import backend
 from ..activations import sigmoid
-from .base import Loss, element_count
+from .base import Loss, element_count, values_outside
 
 
-class BinaryCrossEntropy(Loss):
+class _UnitTargets(Loss):
+    """Targets are 0/1 labels or soft targets in [0, 1]: anything else is refused."""
+
+    def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
+        xp = backend.array_namespace(target)
+        if not xp.isdtype(target.dtype, "bool") and int(target.shape[0]) > 0:
+            values_outside(xp, target, 0, 1, "targets", "in [0, 1] (0/1 labels or soft targets) in y", f"{where}: {self.name}")
+
+    def _prepare(self, prediction, target, targets_checked: bool = False):
+        xp, prediction, target = super()._prepare(prediction, target, targets_checked)
+        if not targets_checked:
+            values_outside(xp, target, 0, 1, "targets", "in [0, 1] (0/1 labels or soft targets)", self.name)
+        return xp, prediction, target
+
+
+class BinaryCrossEntropy(_UnitTargets):
     """``E = -(1/M) sum_m [t_m log(y_m) + (1 - t_m) log(1 - y_m)]`` (eq. 21).
 
     ``prediction`` ``y`` holds probabilities in [0, 1] (e.g. a sigmoid's output, eq. 23),
-    ``target`` ``t`` the 0/1 labels (or soft targets in [0, 1]), same shape ``(N, ...)``;
+    ``target`` ``t`` the 0/1 labels (or soft targets in [0, 1]; others raise ``ValueError``),
+    same shape ``(N, ...)``;
     ``M`` is the number of elements, so ``E`` is the mean over the batch of the per-sample
     mean over outputs (eq. 21's ``1/n`` with ``n = M``).  Gradient (eq. 22)::
 
@@ -24,8 +41,8 @@ class BinaryCrossEntropy(Loss):
     prefer :class:`BinaryCrossEntropyFromLogits`, which needs no clipping.
     """
 
-    def _prepare(self, prediction, target):
-        xp, prediction, target = super()._prepare(prediction, target)
+    def _prepare(self, prediction, target, targets_checked: bool = False):
+        xp, prediction, target = super()._prepare(prediction, target, targets_checked)
         outside = ~((prediction >= 0) & (prediction <= 1))  # NaN is outside too
         if bool(xp.any(outside)):
             count = int(xp.sum(xp.astype(outside, xp.int64)))
@@ -52,7 +69,7 @@ class BinaryCrossEntropy(Loss):
         return (y - target) / (y * (1.0 - y) * element_count(prediction))  # eq. 22
 
 
-class BinaryCrossEntropyFromLogits(Loss):
+class BinaryCrossEntropyFromLogits(_UnitTargets):
     """Eq. 21 with ``y = sigmoid(x)`` (eq. 23), computed from the logits ``x`` directly.
 
     Per element, ``-[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]`` is evaluated as
@@ -60,8 +77,8 @@ class BinaryCrossEntropyFromLogits(Loss):
     ``|x|``.  ``E`` is the mean over all ``M`` elements (as for :class:`BinaryCrossEntropy`),
     and ``dE/dx_m = (sigmoid(x_m) - t_m) / M``.
 
-    Shapes: ``prediction`` (logits, any real values) and ``target`` (0/1 or in [0, 1]) both
-    ``(N, ...)``, equal.
+    Shapes: ``prediction`` (logits, any real values) and ``target`` (0/1 or in [0, 1]; others
+    raise ``ValueError``) both ``(N, ...)``, equal.
     """
 
     def _value(self, xp, prediction, target):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import Array
-from .base import Loss, as_0d
+from .base import Loss, as_0d, values_outside
 
 
 def log_softmax(xp, x):
@@ -24,8 +24,8 @@ class SoftmaxCrossEntropy(Loss):
     * integer class labels ``(N,)`` in ``[0, C)`` (any integer dtype, compared as int64, so
       uint8 labels work with 300 classes; out-of-range labels raise, as NumPy would wrap
       negative ones and CuPy every one silently), or
-    * one-hot or probability rows ``(N, C)`` (any non-negative weights; cast to the
-      prediction's dtype).
+    * one-hot or probability rows ``(N, C)`` (any non-negative weights, cast to the
+      prediction's dtype; a negative or NaN entry raises ``ValueError``).
 
     Gradient: ``dE/dx_n = (softmax(x_n) sum_c t_nc - t_n) / N``, i.e.
     ``(softmax(x_n) - t_n) / N`` for rows that sum to 1.  The log-sum-exp form keeps logits
@@ -33,15 +33,19 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
-        """Check a whole data set's class labels once (``fit`` does, before the first step):
+        """Check a whole data set's targets once (``fit`` does, before the first step):
         integer labels ``(N,)`` must lie in ``[0, C)`` for ``outputs == (C,)``, the model's
-        per-sample output shape.  One pass over ``target`` (host or device: one read); the
-        batches then skip that check (:meth:`trusted_value_and_gradient`), which on a GPU
-        would wait for the device at every step.  Other target forms are checked per batch."""
+        per-sample output shape, and probability rows must be non-negative.  One pass over
+        ``target`` (host or device: one read); the batches then skip that check
+        (:meth:`trusted_value_and_gradient`), which on a GPU would wait for the device at
+        every step."""
         lx = backend.array_namespace(target)
-        if target.ndim != 1 or len(outputs) != 1 or not lx.isdtype(target.dtype, "integral"):
+        if int(target.shape[0]) == 0 or len(outputs) != 1:
             return
-        if int(target.shape[0]) == 0:
+        if target.ndim == 2 and not lx.isdtype(target.dtype, "bool"):
+            values_outside(lx, target, 0, None, "target rows", "with non-negative entries in y", f"{where}: {self.name}")
+            return
+        if target.ndim != 1 or not lx.isdtype(target.dtype, "integral"):
             return
         c = int(outputs[0])
         low, high = int(lx.min(target)), int(lx.max(target))
@@ -51,16 +55,7 @@ class SoftmaxCrossEntropy(Loss):
                 f"received labels from {low} to {high} in y."
             )
 
-    def trusted_value_and_gradient(self, prediction, target) -> tuple[Array, Array]:
-        """:meth:`value_and_gradient` for labels already checked by :meth:`check_targets`."""
-        return self._value_and_gradient(*self._prepare(prediction, target, labels_checked=True))
-
-    def trusted_value(self, prediction, target) -> Array:
-        """The loss value for labels already checked by :meth:`check_targets`."""
-        xp, prediction, target = self._prepare(prediction, target, labels_checked=True)
-        return as_0d(xp, self._value(xp, prediction, target), prediction)
-
-    def _prepare(self, prediction, target, labels_checked: bool = False):
+    def _prepare(self, prediction, target, targets_checked: bool = False):
         xp = self._check_prediction(prediction)
         if prediction.ndim != 2:
             raise ValueError(
@@ -85,7 +80,7 @@ class SoftmaxCrossEntropy(Loss):
             # in their dtype would wrap and match some labels twice.
             lx = backend.array_namespace(target)
             target = lx.astype(target, lx.int64, copy=False)
-            if not labels_checked and bool(lx.any((target < 0) | (target >= c))):
+            if not targets_checked and bool(lx.any((target < 0) | (target >= c))):
                 low, high = int(lx.min(target)), int(lx.max(target))
                 raise ValueError(
                     f"{self.name}: expected class labels in [0, {c}) for {c} classes, received labels "
@@ -99,7 +94,10 @@ class SoftmaxCrossEntropy(Loss):
                 f"{self.name}: expected target of shape ({n},) (class labels) or {(n, c)} (one-hot or "
                 f"probability rows) for logits of shape {(n, c)}, received {tuple(target.shape)}."
             )
-        return xp, prediction, self._cast_target(xp, prediction, target)
+        target = self._cast_target(xp, prediction, target)
+        if not targets_checked:
+            values_outside(xp, target, 0, None, "target rows", "with non-negative entries", self.name)
+        return xp, prediction, target
 
     def _value(self, xp, prediction, target):
         n = int(prediction.shape[0])
@@ -109,9 +107,6 @@ class SoftmaxCrossEntropy(Loss):
         n = int(prediction.shape[0])
         p = xp.exp(log_softmax(xp, prediction))
         return (p * xp.sum(target, axis=1, keepdims=True) - target) / n
-
-    def value_and_gradient(self, prediction, target) -> tuple[Array, Array]:
-        return self._value_and_gradient(*self._prepare(prediction, target))
 
     def _value_and_gradient(self, xp, prediction, target):
         n = int(prediction.shape[0])
