@@ -235,7 +235,10 @@ def placement(spec) -> Placement:
                     raise ValueError(
                         f'device must be "cpu", "cuda" or "cuda:<n>"; received {spec!r}'
                     ) from None
-            cupy = _cupy()
+            try:
+                cupy = _cupy()
+            except RuntimeError as exc:
+                raise RuntimeError(str(exc).replace('device="cuda"', f"device={spec!r}", 1)) from None
             count = 0
             try:
                 count = cupy.cuda.runtime.getDeviceCount()
@@ -243,11 +246,13 @@ def placement(spec) -> Placement:
                 count = 0
             if count == 0:
                 raise RuntimeError(
-                    'device="cuda" was requested but CuPy sees no CUDA GPU (no driver or no device). '
+                    f"device={spec!r} was requested but CuPy sees no CUDA GPU (no driver or no device). "
                     'Use device="cpu", or run on a machine with an NVIDIA GPU.'
                 )
             if not 0 <= index < count:
-                raise ValueError(f"device {spec!r}: only {count} CUDA device(s) are visible")
+                raise ValueError(
+                    f"device={spec!r}: only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
+                )
             import array_api_compat.cupy as xp_cupy
 
             dev = cupy.cuda.Device(index)

@@ -4,7 +4,8 @@ epoch and of each batch.
 ``logs`` is a dict of Python floats: after an epoch ``loss``, each metric, ``val_loss`` and
 ``val_<metric>`` (with validation data) and ``learning_rate``; after a batch ``loss`` (the
 batch's value) and ``size``.  Epochs and batches are counted from 0 in the hooks.
-A callback stops training by setting ``self.model.stop_training = True``.
+A callback stops training by setting ``self.model.stop_training = True``, and may say why
+in ``self.model.stop_reason`` (a string; ``fit`` copies it to ``history.stop_reason``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ class EarlyStopping(Callback):
         if self.wait > self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+            self.model.stop_reason = (
+                f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta:g} for "
+                f"{self.wait} epoch(s) (best {self.best:.6g} at epoch {self.best_epoch}); stopped after "
+                f"epoch {epoch}"
+            )
 
     def on_train_end(self, logs=None):
         if self.restore_best and self.best_weights is not None:

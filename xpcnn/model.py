@@ -159,6 +159,7 @@ class Sequential:
         self.metrics: dict = {}
         self.history: History | None = None
         self.stop_training = False
+        self.stop_reason: str | None = None  # set by a callback that stops training
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
         self._validated: set = set()  # (per-sample shape, dtype) that went through every check
         self._output_shape: tuple | None = None  # of the last forward
@@ -569,7 +570,7 @@ class Sequential:
 
         history = History()
         self.history = history
-        self.stop_training = False
+        self.stop_training, self.stop_reason = False, None
         for c in callbacks:
             c.on_train_begin({})
         try:
@@ -589,6 +590,8 @@ class Sequential:
                     c.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+            if self.stop_training and history.stop_reason is None:
+                history.stop_reason = self.stop_reason or "a callback set model.stop_training"
         finally:
             for c in callbacks:
                 c.on_train_end({})

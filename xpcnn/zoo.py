@@ -31,12 +31,28 @@ __all__ = [
     "Recipe",
     "Result",
     "binary_cnn",
+    "device_argument",
     "digits_cnn",
     "load_task",
     "train",
     "xor_data",
     "xor_network",
 ]
+
+
+def device_argument(value: str) -> str:
+    """An ``argparse`` ``type=`` for a ``--device`` option: the value, checked at once, so that
+    ``--device cuda`` without CuPy or a GPU ends with one line (``error: argument --device:
+    device='cuda' needs CuPy ...``), not a traceback in the middle of training."""
+    import argparse
+
+    from . import backend
+
+    try:
+        backend.placement(value)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 # ------------------------------------------------------------------------------ networks
