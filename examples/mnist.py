@@ -21,7 +21,9 @@ from xpcnn import zoo
 
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", type=zoo.device_argument, help='"cpu" (NumPy) or "cuda" (CuPy)')
+    parser.add_argument(
+        "--device", default="cpu", type=zoo.device_argument, help='"cpu" (NumPy) or "cuda" (CuPy)'
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")

@@ -17,7 +17,9 @@ from xpcnn import zoo
 
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", type=zoo.device_argument, help='"cpu" (NumPy) or "cuda" (CuPy)')
+    parser.add_argument(
+        "--device", default="cpu", type=zoo.device_argument, help='"cpu" (NumPy) or "cuda" (CuPy)'
+    )
     parser.add_argument("--epochs", type=int, default=None, help="passes over the 4 samples (default 1000)")
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

@@ -231,7 +231,12 @@ def test_callback_hooks_in_order(rng):
         "epoch_begin 1", "batch 0", "batch 1", "epoch_end 1",
         "train_end",
     ]  # fmt: skip
-    assert order.model is not None and order.params == {"epochs": 2, "batches": 2, "samples": 10}
+    assert order.model is not None and order.params == {
+        "epochs": 2,
+        "batches": 2,
+        "samples": 10,
+        "logs": ["loss", "learning_rate"],
+    }
 
 
 def test_early_stopping_stops_and_restores_best(rng):

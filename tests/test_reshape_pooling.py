@@ -81,7 +81,9 @@ def test_maxpool_propagates_nan_as_pytorch_does(be, rng, kwargs):
     g = rng.standard_normal(y.shape)
     dx = layer.backward(be.asarray(g))
     t = torch.tensor(host, requires_grad=True)
-    ty = torch.nn.functional.max_pool2d(t, kernel_size=layer.pool_size, stride=layer.stride, padding=layer.padding)
+    ty = torch.nn.functional.max_pool2d(
+        t, kernel_size=layer.pool_size, stride=layer.stride, padding=layer.padding
+    )
     ty.backward(torch.tensor(g))
     assert np.isnan(be.to_host(y)).sum() > 0
     np.testing.assert_array_equal(be.to_host(y), ty.detach().numpy())  # NaN where torch has NaN

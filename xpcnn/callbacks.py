@@ -29,8 +29,9 @@ __all__ = [
 
 class Callback:
     """Base class: every hook does nothing.  ``self.model`` is set by ``fit`` before
-    ``on_train_begin``; ``self.params`` holds ``epochs``, ``batches`` (per epoch) and
-    ``samples``."""
+    ``on_train_begin``; ``self.params`` holds ``epochs``, ``batches`` (per epoch),
+    ``samples`` and ``logs``, the names the epoch logs will hold (so that a callback can refuse
+    a monitor before the first step rather than after the first epoch)."""
 
     model = None
     params: dict = {}
@@ -56,6 +57,13 @@ class Callback:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _check_monitor(params: dict, monitor: str, owner: str) -> None:
+    """At the start of training: ``monitor`` must be among the names the logs will hold."""
+    names = params.get("logs")
+    if names is not None:
+        _monitor_value(dict.fromkeys(names, 0.0), monitor, owner)
 
 
 def _monitor_value(logs, monitor: str, owner: str) -> float:
@@ -98,6 +106,7 @@ class EarlyStopping(Callback):
         self.mode = _mode(mode, monitor, "EarlyStopping")
 
     def on_train_begin(self, logs=None):
+        _check_monitor(self.params, self.monitor, "EarlyStopping")
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
         self.best_weights = None
@@ -154,6 +163,10 @@ class ModelCheckpoint(Callback):
         self.saved: list = []
 
     def on_train_begin(self, logs=None):
+        if self.save_best_only:
+            _check_monitor(self.params, self.monitor, "ModelCheckpoint")
+        if isinstance(self.path, str) and self.params.get("logs") is not None:
+            self._format(0, dict.fromkeys(self.params["logs"], 0.0))  # a bad {name} fails now
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
@@ -222,6 +235,7 @@ class ReduceLROnPlateau(Callback):
         self.monitor = schedule.monitor if schedule is not None else monitor
 
     def on_train_begin(self, logs=None):
+        _check_monitor(self.params, self.monitor, "ReduceLROnPlateau")
         optimizer = self.model.optimizer
         if not self._given and (
             self.schedule is None or schedules.find_plateau(optimizer.schedule) is not self.schedule

@@ -81,7 +81,10 @@ def _as_host(a, argument: str, where: str = "") -> np.ndarray:
         )
     a = np.asarray(a)
     if a.ndim == 0:
-        raise ValueError(f"Expected {argument} with a leading sample axis. Received a scalar ({a!r}).")
+        raise ValueError(
+            f"{where + ': ' if where else ''}expected {argument} with a leading sample axis. "
+            f"Received a scalar ({a!r})."
+        )
     return a
 
 

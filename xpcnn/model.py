@@ -551,7 +551,9 @@ class Sequential:
             val = self._pair(x_val, y_val, "fit", prefix="val_")
         value_and_gradient = self._checked_targets(loss, xs, ys, "fit", metrics=metrics)
         if val is not None:
-            self._checked_targets(loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics)
+            self._checked_targets(
+                loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics
+            )
         rng = init.rng_from(seed)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.input_shape = xs.shape[1:]
@@ -563,9 +565,12 @@ class Sequential:
         if progress and not any(isinstance(c, cb.ProgressBar) for c in callbacks):
             callbacks.append(cb.ProgressBar("line" if progress == "line" else "auto"))
         n, steps = len(xs), num_batches(len(xs), batch_size)
+        logged = ["loss", *metrics, "learning_rate"]
+        if val is not None:
+            logged += ["val_loss", *(f"val_{name}" for name in metrics)]
         for c in callbacks:
             c.set_model(self)
-            c.params = {"epochs": epochs, "batches": steps, "samples": n}
+            c.params = {"epochs": epochs, "batches": steps, "samples": n, "logs": logged}
         loop = _EpochLoop(self, callbacks, value_and_gradient, metrics, steps_per_sync, on_nonfinite)
 
         history = History()

@@ -86,7 +86,10 @@ class Optimizer:
                 f"{type(layers).__name__}: {layers!r:.80}."
             ) from None
         for i, layer in enumerate(layers):
-            if not (callable(getattr(layer, "parameters", None)) and isinstance(getattr(layer, "grads", None), dict)):
+            if not (
+                callable(getattr(layer, "parameters", None))
+                and isinstance(getattr(layer, "grads", None), dict)
+            ):
                 raise TypeError(
                     f"{name}.step: expected xpcnn layers, received {type(layer).__name__} at position {i}."
                 )

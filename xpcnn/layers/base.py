@@ -132,7 +132,9 @@ class Layer:
                     f"xpcnn never casts silently (convert it, or the layer with .to(dtype={received!r}))."
                 )
         # copies: later changes to the caller's arrays must not change the weights
-        new = {name: self.placement.asarray(backend.to_host(value), copy=True) for name, value in values.items()}
+        new = {
+            name: self.placement.asarray(backend.to_host(value), copy=True) for name, value in values.items()
+        }
         for name, value in new.items():
             setattr(self, name, value)
 

@@ -101,7 +101,9 @@ class Convolutional(Layer):
         )
         depth = _validate.positive_int(depth, "depth", "Convolutional")
         if bias not in BIAS_MODES:
-            raise ValueError(f"Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}.")
+            raise ValueError(
+                f"Convolutional: Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}."
+            )
         self.input_shape = (c, h, w)
         self.kernel_size = _validate.pair(kernel_size, "kernel_size", 1, "Convolutional")
         self.depth = int(depth)
@@ -161,7 +163,9 @@ class Convolutional(Layer):
             hint = ""
             if sample[-1] == self.input_shape[0] and sample[:2] == self.input_shape[1:]:
                 hint = " The data looks channels-last (NHWC): transpose it to NCHW with permute_dims(x, (0, 3, 1, 2))."
-            raise ValueError(f"{self.label}: expected input of shape (n, {expected}), received {received}.{hint}")
+            raise ValueError(
+                f"{self.label}: expected input of shape (n, {expected}), received {received}.{hint}"
+            )
 
     def _forward(self, xp, x):
         self._input = x

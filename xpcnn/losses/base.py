@@ -57,7 +57,9 @@ class Loss:
         return self._value_and_gradient(*self._prepare(prediction, target))
 
     def _value_and_gradient(self, xp, prediction, target):
-        return as_0d(xp, self._value(xp, prediction, target), prediction), self._gradient(xp, prediction, target)
+        return as_0d(xp, self._value(xp, prediction, target), prediction), self._gradient(
+            xp, prediction, target
+        )
 
     # ------------------------------------------- targets checked once per data set
     def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
@@ -159,7 +161,9 @@ def values_outside(xp, x, low: float, high: float | None, what: str, rule: str, 
         finite = xp.isfinite(x) if xp.isdtype(x.dtype, "real floating") else None
         lo, hi = float(xp.min(x)), float(xp.max(x))
         nan = "" if finite is None or bool(xp.all(finite | xp.isinf(x))) else ", some NaN"
-        raise ValueError(f"{where}: expected {what} {rule}, received {count} value(s) outside (min {lo:g}, max {hi:g}{nan}).")
+        raise ValueError(
+            f"{where}: expected {what} {rule}, received {count} value(s) outside (min {lo:g}, max {hi:g}{nan})."
+        )
 
 
 def element_count(x) -> int:

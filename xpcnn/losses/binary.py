@@ -13,7 +13,15 @@ class _UnitTargets(Loss):
     def check_targets(self, target, outputs: tuple, where: str = "fit") -> None:
         xp = backend.array_namespace(target)
         if not xp.isdtype(target.dtype, "bool") and int(target.shape[0]) > 0:
-            values_outside(xp, target, 0, 1, "targets", "in [0, 1] (0/1 labels or soft targets) in y", f"{where}: {self.name}")
+            values_outside(
+                xp,
+                target,
+                0,
+                1,
+                "targets",
+                "in [0, 1] (0/1 labels or soft targets) in y",
+                f"{where}: {self.name}",
+            )
 
     def _prepare(self, prediction, target, targets_checked: bool = False):
         xp, prediction, target = super()._prepare(prediction, target, targets_checked)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import backend
-from ..backend import Array
 from .base import Loss, as_0d, values_outside
 
 
@@ -43,7 +42,9 @@ class SoftmaxCrossEntropy(Loss):
         if int(target.shape[0]) == 0 or len(outputs) != 1:
             return
         if target.ndim == 2 and not lx.isdtype(target.dtype, "bool"):
-            values_outside(lx, target, 0, None, "target rows", "with non-negative entries in y", f"{where}: {self.name}")
+            values_outside(
+                lx, target, 0, None, "target rows", "with non-negative entries in y", f"{where}: {self.name}"
+            )
             return
         if target.ndim != 1 or not lx.isdtype(target.dtype, "integral"):
             return
