@@ -301,6 +301,7 @@ def test_writer_killed_mid_write_leaves_the_previous_file(tmp_path):
     new = xpcnn.Sequential([xpcnn.Dense(2, 5, seed=3)])
     xpcnn.save(new, path)
     _assert_same_parameters(new, xpcnn.load(path))
+    assert _no_temporaries(tmp_path) == []  # the killed writer's temporary is gone, silently
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only")

@@ -52,14 +52,18 @@ _MAJOR = int(FORMAT_VERSION.split(".")[0])
 
 #: Largest header accepted (bytes); a real header is a few kilobytes (about 250 bytes a layer).
 MAX_HEADER_BYTES = 2 * 2**20
-#: Most JSON objects and arrays a header may hold (counted on the raw bytes, before parsing).
-MAX_CONTAINERS = 100_000
+#: Most JSON objects and arrays a header may hold (counted on the raw bytes, before parsing);
+#: a real header has about 13 a layer.
+MAX_CONTAINERS = 65_536
+#: Most entries (object members and array items, counted as commas on the raw bytes) a
+#: header may hold; a real one has about 25 a layer.
+MAX_ENTRIES = 131_072
 #: Deepest nesting of objects and arrays a header may have (a real one has about 6 levels).
 MAX_DEPTH = 64
 #: Tensor dtypes a checkpoint may hold, with their little-endian NumPy codes.
 DTYPES = {"float32": "<f4", "float64": "<f8"}
 MAX_NDIM = 8
-MAX_LAYERS = 4096
+MAX_LAYERS = 2048
 _CHUNK = 1 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})")
@@ -285,6 +289,11 @@ def _check_structure(raw: bytes) -> None:
         raise Bad(
             f"the header holds {containers} objects and arrays, more than the limit {MAX_CONTAINERS} "
             "(not a header xpcnn writes)"
+        )
+    entries = raw.count(b",")
+    if entries > MAX_ENTRIES:
+        raise Bad(
+            f"the header holds {entries} entries, more than the limit {MAX_ENTRIES} (not a header xpcnn writes)"
         )
     codes = np.frombuffer(raw, dtype=np.uint8)
     brackets = codes[np.isin(codes, _BRACKETS)]  # at most 2 * MAX_CONTAINERS
