@@ -210,3 +210,40 @@ def test_kill_mid_save_loop(tmp_path):
     assert len(seen) >= 3
     xpcnn.save(xpcnn.Sequential([xpcnn.Dense(2, 2)]), path)  # the next save cleans up, silently
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+
+
+# ------------------------------------------------------------------ file-system errors on save
+@pytest.mark.parametrize(
+    ("code", "kind"), [("ENOSPC", OSError), ("EFBIG", OSError), ("EIO", OSError), ("EACCES", PermissionError)]
+)
+def test_a_failing_disk_names_the_target_and_keeps_the_old_file(tmp_path, monkeypatch, code, kind):
+    import errno
+
+    path = tmp_path / "m.xpcnn"
+    old = xpcnn.Sequential([xpcnn.Dense(3, 2, seed=0)])
+    old.save(path)
+    before = path.read_bytes()
+    number = getattr(errno, code)
+
+    def full_disk(f, buffer):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(ckformat, "_write_bytes", full_disk)
+    if kind is PermissionError:  # as root a read-only folder does not refuse: refuse the open instead
+        monkeypatch.undo()
+        real_open = os.open
+
+        def refuse(name, *args, **kwargs):
+            if str(name).endswith(".tmp"):
+                raise PermissionError(number, os.strerror(number), name)
+            return real_open(name, *args, **kwargs)
+
+        monkeypatch.setattr(ckformat.os, "open", refuse)
+    with pytest.raises(kind) as info:
+        xpcnn.Sequential([xpcnn.Dense(3, 2, seed=1)]).save(path)
+    assert info.value.errno == number
+    assert info.value.filename == str(path)  # the target, not the temporary
+    assert str(path) in str(info.value) and ".tmp" not in str(info.value)
+    assert "Cannot save checkpoint" in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.xpcnn"]  # no temporary left
