@@ -30,6 +30,8 @@ CHAIN = [
         "Convolutional",
         lambda dt: xpcnn.Convolutional((1, 6, 6), 3, 2, padding=1, bias="pixel", seed=1, dtype=dt),
     ),
+    ("BatchNorm", lambda dt: xpcnn.BatchNorm(2, momentum=0.2, dtype=dt)),
+    ("Dropout", lambda dt: xpcnn.Dropout(0.25, seed=3, steps=7)),
     ("Tanh", lambda dt: xpcnn.Tanh()),
     ("Linear", lambda dt: xpcnn.Linear(a=0.25, b=-1.5)),
     ("Gaussian", lambda dt: xpcnn.Gaussian(c=0.1, sigma=0.7)),
@@ -40,8 +42,11 @@ CHAIN = [
     ("AvgPool2D", lambda dt: xpcnn.AvgPool2D(3, stride=1, padding=1)),
     ("Convolutional", lambda dt: xpcnn.Convolutional((2, 3, 3), 2, 3, bias="none", seed=2, dtype=dt)),
     ("Sigmoid", lambda dt: xpcnn.Sigmoid()),
+    ("GlobalMaxPool2D", lambda dt: xpcnn.GlobalMaxPool2D()),
+    ("Reshape", lambda dt: xpcnn.Reshape((3,), (3, 1, 1))),
+    ("GlobalAvgPool2D", lambda dt: xpcnn.GlobalAvgPool2D()),
     ("Flatten", lambda dt: xpcnn.Flatten()),
-    ("Dense", lambda dt: xpcnn.Dense(12, 6, seed=3, dtype=dt)),
+    ("Dense", lambda dt: xpcnn.Dense(3, 6, seed=3, dtype=dt)),
     ("Heaviside", lambda dt: xpcnn.Heaviside()),
     ("Reshape", lambda dt: xpcnn.Reshape((6,), (2, 3))),
     ("Softmax", lambda dt: xpcnn.Softmax()),
@@ -55,10 +60,10 @@ def _randomize(model, seed=0):
     """Non-trivial values in every parameter (biases start at zero)."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        values = {
-            k: rng.normal(size=tuple(v.shape)).astype(layer.dtype) for k, v in layer.parameters().items()
-        }
-        layer.set_parameters(values)
+        values = {k: rng.normal(size=tuple(v.shape)).astype(layer.dtype) for k, v in layer.tensors().items()}
+        if "running_var" in values:
+            values["running_var"] = np.abs(values["running_var"]) + np.asarray(0.5, dtype=layer.dtype)
+        layer.set_tensors(values)
     return model
 
 
@@ -74,7 +79,7 @@ def _assert_same_parameters(a, b):
     assert len(a.layers) == len(b.layers)
     for la, lb in zip(a.layers, b.layers, strict=True):
         assert type(la) is type(lb) and la.config() == lb.config()
-        pa, pb = la.parameters(), lb.parameters()
+        pa, pb = la.tensors(), lb.tensors()  # parameters and running statistics
         assert pa.keys() == pb.keys()
         for name in pa:
             assert dtype_name(pa[name].dtype) == dtype_name(pb[name].dtype)
@@ -130,10 +135,11 @@ def test_file_layout_is_the_documented_one(tmp_path):
     assert [entry["type"] for entry in header["architecture"]] == [name for name, _ in CHAIN]
     data = raw[8 + n :]
     assert hashlib.sha256(data).hexdigest() == header["data_sha256"]
-    weights = model.layers[12].weights
-    entry = header["tensors"]["layers.12.weights"]
+    i = next(k for k, (name, _) in enumerate(CHAIN) if name == "Dense")
+    weights = model.layers[i].weights
+    entry = header["tensors"][f"layers.{i}.weights"]
     begin, end = entry["data_offsets"]
-    assert entry["dtype"] == "float64" and entry["shape"] == [6, 12]
+    assert entry["dtype"] == "float64" and entry["shape"] == [6, 3]
     assert data[begin:end] == np.asarray(weights, dtype="<f8").tobytes()
 
 

@@ -12,6 +12,7 @@ data - and copy one batch at a time.  No dtype is converted silently.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -118,7 +119,7 @@ class Sequential:
     ``optimizer``, ``metrics``, ``history``.
     """
 
-    def __init__(self, layers, device="cpu", dtype: str | None = None):
+    def __init__(self, layers, device="cpu", dtype: str | None = None, input_shape=None):
         if isinstance(layers, Layer):
             raise TypeError(
                 f"Sequential: expected a list of layers, received a single {type(layers).__name__}. "
@@ -163,9 +164,67 @@ class Sequential:
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
         self._validated: set = set()  # (per-sample shape, dtype) that went through every check
         self._output_shape: tuple | None = None  # of the last forward
-        first = self._first_input_shape()
-        if first is not None:  # the layers declare their sizes: a mismatch is named now
-            self.output_shape(first)
+        if input_shape is not None:
+            self.build(input_shape)
+        else:
+            first = self._first_input_shape()
+            if first is not None:  # the layers declare their sizes: a mismatch is named now
+                self.output_shape(first)
+
+    def build(self, input_shape) -> Sequential:
+        """Infer every size from one sample's ``input_shape`` (e.g. ``(1, 28, 28)``): layers
+        whose sizes were left out (``Dense(10)``, ``Convolutional(3, 16)``) create their
+        parameters now, and a layer that does not fit the shape before it raises
+        ``ValueError`` naming it.  ``Sequential(..., input_shape=...)`` calls it; ``fit``,
+        ``predict`` and ``summary(input_shape=...)`` do it too.  Returns self."""
+        try:
+            shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Sequential: expected input_shape to be one sample's shape, e.g. (1, 28, 28). Received "
+                f"input_shape={input_shape!r}."
+            ) from None
+        if not shape or min(shape) < 1:
+            raise ValueError(
+                f"Sequential: expected input_shape of positive sizes. Received input_shape={input_shape!r}."
+            )
+        self.output_shape(shape)
+        self.input_shape = shape
+        return self
+
+    @property
+    def built(self) -> bool:
+        """Whether every layer knows its sizes (and has its parameters)."""
+        return all(layer.built for layer in self.layers)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> Sequential:
+        """Training mode for every layer (``mode=False``: evaluation mode).  ``fit`` trains in
+        training mode; ``evaluate``, ``predict`` and ``fit``'s validation run in evaluation mode;
+        each puts the previous modes back when it ends.  Returns self."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Evaluation mode for every layer, ``train(False)``.  Returns self."""
+        return self.train(False)
+
+    @property
+    def training(self) -> bool:
+        """True when every layer is in training mode."""
+        return all(layer.training for layer in self.layers)
+
+    @contextlib.contextmanager
+    def _mode(self, training: bool):
+        """Every layer in ``training`` mode for the block; the previous modes after it."""
+        before = [layer.training for layer in self.layers]
+        self.train(training)
+        try:
+            yield
+        finally:
+            for layer, mode in zip(self.layers, before, strict=True):
+                layer.train(mode)
 
     # ---------------------------------------------------------------- basics
     def __repr__(self) -> str:
@@ -191,12 +250,13 @@ class Sequential:
         return sum(layer.parameter_count() for layer in self.layers)
 
     def copy_parameters(self) -> list[dict]:
-        """Device copies of every layer's parameters (for :meth:`restore_parameters`)."""
+        """Device copies of every layer's parameters and state (running statistics), for
+        :meth:`restore_parameters`."""
         xp = self.placement.xp
-        return [{k: xp.asarray(v, copy=True) for k, v in layer.parameters().items()} for layer in self.layers]
+        return [{k: xp.asarray(v, copy=True) for k, v in layer.tensors().items()} for layer in self.layers]
 
     def restore_parameters(self, saved: list[dict]) -> None:
-        """Put back parameters from :meth:`copy_parameters` (same device and dtype)."""
+        """Put back parameters and state from :meth:`copy_parameters` (same device and dtype)."""
         for layer, values in zip(self.layers, saved, strict=True):
             for name, value in values.items():
                 setattr(layer, name, value)
@@ -329,8 +389,9 @@ class Sequential:
         where reading ``E`` costs nothing, the step is skipped; on a GPU the update is masked on
         the device; either way the optimizer counts the step).
 
-        Uses the loss and optimizer of :meth:`compile` (or of the last ``fit``).  ``fit`` is
-        the loop around this step; a custom loop calls it directly."""
+        Uses the loss and optimizer of :meth:`compile` (or of the last ``fit``), in training
+        mode (the layers' modes are put back after).  ``fit`` is the loop around this step; a
+        custom loop calls it directly."""
         self._check_device_input(x_batch, "x_batch", "train_step")
         self._check_device_input(y_batch, "y_batch", "train_step")
         if self.loss is None or self.optimizer is None:
@@ -339,14 +400,17 @@ class Sequential:
                 "first (fit sets them too)."
             )
         value_and_gradient = _value_and_gradient(self.loss)
-        if self.placement.is_cuda:
-            with self.placement.activate():
-                return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[0]
-        try:
-            return self._train_step(x_batch, y_batch, value_and_gradient, _host_check)[0]
-        except _NonFinite as bad:
-            self.optimizer.iterations += 1  # counted, as the masked step on a GPU is
-            return bad.loss
+        with self._mode(True):
+            if self.placement.is_cuda:
+                with self.placement.activate():
+                    return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[
+                        0
+                    ]
+            try:
+                return self._train_step(x_batch, y_batch, value_and_gradient, _host_check)[0]
+            except _NonFinite as bad:
+                self.optimizer.iterations += 1  # counted, as the masked step on a GPU is
+                return bad.loss
 
     def _train_step(self, x, y, value_and_gradient, check):
         """The step itself.  ``check(E)`` is the non-finite policy: it returns ``None`` (apply
@@ -423,7 +487,7 @@ class Sequential:
         (``xpcnn.to_host(...)`` gives a NumPy array)."""
         batch_size = integer(batch_size, "batch_size", 1, where="predict")
         xs = self._source(x, "x", "predict", target=False)
-        with self.placement.activate():
+        with self.placement.activate(), self._mode(False):
             outputs = [
                 self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
             ]
@@ -449,7 +513,7 @@ class Sequential:
         sums = {} if loss is None else {"loss": 0.0}
         sums.update({name: 0.0 for name in metrics})
         value = None if loss is None else self._checked_targets(loss, xs, ys, "evaluate", value_only=True)
-        with self.placement.activate():
+        with self.placement.activate(), self._mode(False):
             for index in batch_slices(len(xs), batch_size, shuffle=False):
                 xb, yb = xs.take(index), ys.take(index)
                 prediction = self._forward(xb)
@@ -578,28 +642,29 @@ class Sequential:
         self.stop_training, self.stop_reason = False, None
         for c in callbacks:
             c.on_train_begin({})
-        try:
-            for epoch in range(epochs):
+        with self._mode(True):
+            try:
+                for epoch in range(epochs):
+                    for c in callbacks:
+                        c.on_epoch_begin(epoch, {})
+                    logs = loop.run(epoch, epochs, xs, ys, batch_slices(n, batch_size, shuffle, rng), steps)
+                    if logs is None:  # a non-finite loss with on_nonfinite="stop"
+                        history.stop_reason = loop.stop_reason
+                        self.stop_training = True
+                        break
+                    if val is not None:
+                        logs.update(self._evaluate(val[0], val[1], loss, metrics, batch_size, prefix="val_"))
+                    logs["learning_rate"] = optimizer.last_learning_rate
+                    history.append(epoch, logs)
+                    for c in callbacks:
+                        c.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+                if self.stop_training and history.stop_reason is None:
+                    history.stop_reason = self.stop_reason or "a callback set model.stop_training"
+            finally:
                 for c in callbacks:
-                    c.on_epoch_begin(epoch, {})
-                logs = loop.run(epoch, epochs, xs, ys, batch_slices(n, batch_size, shuffle, rng), steps)
-                if logs is None:  # a non-finite loss with on_nonfinite="stop"
-                    history.stop_reason = loop.stop_reason
-                    self.stop_training = True
-                    break
-                if val is not None:
-                    logs.update(self._evaluate(val[0], val[1], loss, metrics, batch_size, prefix="val_"))
-                logs["learning_rate"] = optimizer.last_learning_rate
-                history.append(epoch, logs)
-                for c in callbacks:
-                    c.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-            if self.stop_training and history.stop_reason is None:
-                history.stop_reason = self.stop_reason or "a callback set model.stop_training"
-        finally:
-            for c in callbacks:
-                c.on_train_end({})
+                    c.on_train_end({})
         return history
 
     def _checked_targets(self, loss, xs, ys, where: str, value_only: bool = False, metrics=None):
@@ -667,7 +732,8 @@ class Sequential:
                 layer.check_input_shape(shape)  # a mismatch raises, naming the layer and both sizes
                 shape = tuple(layer.output_shape(shape))
             shown = "(N, " + ", ".join(str(s) for s in shape) + ")" if shape is not None else "?"
-            rows.append((str(i), type(layer).__name__, shown, f"{layer.parameter_count():,}"))
+            count = f"{layer.parameter_count():,}" if layer.built else "?"
+            rows.append((str(i), type(layer).__name__, shown, count))
         header = ("#", "Layer", "Output shape", "Parameters")
         widths = [max(len(r[k]) for r in [header, *rows]) for k in range(4)]
 
@@ -684,7 +750,9 @@ class Sequential:
                 rule,
                 *(line(r) for r in rows),
                 rule,
-                f"Total parameters: {self.parameter_count():,}",
+                f"Total parameters: {self.parameter_count():,}"
+                if self.built
+                else "Total parameters: ? (sizes inferred from the data: pass summary(input_shape=...))",
             ]
         )
         print(text, file=file or sys.stdout)

@@ -105,6 +105,11 @@ def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]
     for i, layer in enumerate(layers):
         kind = type(layer).__name__
         where = f"layer {i} ({kind})"
+        if not layer.built:
+            raise Bad(
+                f"{where} is not built yet (its sizes come from its first input); build the model "
+                "first, e.g. model.build(input_shape), or fit it"
+            )
         if REGISTRY.get(kind) is not type(layer):
             raise Bad(
                 f"{where} is not in the layer registry (xpcnn.layers.REGISTRY); register the class "
@@ -116,7 +121,7 @@ def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]
             raise Bad(f"{where}: config() is not JSON-serialisable ({exc})") from None
         if not isinstance(config, dict):
             raise Bad(f"{where}: config() must return a dict, returned {type(config).__name__}")
-        params = layer.parameters()
+        params = layer.tensors()  # the parameters and the state (running statistics)
         _compare_shapes(where, _expected_shapes(type(layer), config, where),
                         {k: tuple(v.shape) for k, v in params.items()})  # fmt: skip
         architecture.append({"type": kind, "config": config})
@@ -193,13 +198,13 @@ def _build_layer(i: int, entry: dict, stored: dict, data: bytearray) -> Layer:
         layer = cls(**config)
     except (TypeError, ValueError, KeyError, OverflowError, MemoryError) as exc:
         raise Bad(f"{where}: the configuration does not build the layer ({exc})") from None
-    _compare_shapes(where, {k: tuple(v.shape) for k, v in layer.parameters().items()}, shapes)
+    _compare_shapes(where, {k: tuple(v.shape) for k, v in layer.tensors().items()}, shapes)
     for name, (dtype, *_rest) in stored.items():
         if dtype != layer.dtype:
             raise Bad(
                 f"{where}: parameter {name!r} is stored as {dtype} but the layer's dtype is {layer.dtype}"
             )
-    layer.set_parameters({name: fmt.tensor(data, e) for name, e in stored.items()})
+    layer.set_tensors({name: fmt.tensor(data, e) for name, e in stored.items()})
     return layer
 
 

@@ -16,15 +16,21 @@ from .activation import (
 from .base import REGISTRY, Layer, register
 from .convolutional import Convolutional
 from .dense import Dense
-from .pooling import AvgPool2D, MaxPool2D
+from .dropout import Dropout
+from .normalization import BatchNorm
+from .pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from .reshape import Flatten, Reshape
 
 __all__ = ["REGISTRY", "Convolutional", "Dense", "Layer", "register"]
 __all__ += [
     "Activation",
     "AvgPool2D",
+    "BatchNorm",
+    "Dropout",
     "Flatten",
     "Gaussian",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
     "Heaviside",
     "InverseMultiquadratic",
     "Linear",

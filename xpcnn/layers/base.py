@@ -57,6 +57,9 @@ class Layer:
     """
 
     param_names: tuple[str, ...] = ()
+    #: Non-trainable arrays (running statistics): moved by ``to()``, saved in checkpoints,
+    #: never touched by optimizers.
+    state_names: tuple[str, ...] = ()
 
     def __init__(self, *, dtype: str = "float32"):
         self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)
@@ -64,6 +67,33 @@ class Layer:
         self.grads: dict = {}
         self.index: int | None = None  # set by Sequential, used in error messages
         self._input = None
+        self.training = True  # the mode: train() / eval()
+        self.built = True  # False for a layer whose sizes are inferred from its first input
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> Layer:
+        """Training mode (``mode=True``, the default) or evaluation mode: ``Dropout`` and
+        ``BatchNorm`` behave differently in each; the other layers do not care.  Returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Evaluation mode, ``train(False)``.  Returns self."""
+        return self.train(False)
+
+    # ------------------------------------------------------------ shape inference
+    def build(self, input_shape: tuple) -> None:
+        """Create the parameters for inputs of per-sample shape ``input_shape``, once (a layer
+        whose sizes were all given is built at construction).  Parameters come from the seed
+        given at construction, so ``Dense(10, seed=0)`` built for 4 inputs equals
+        ``Dense(4, 10, seed=0)``, on every backend."""
+        if not self.built:
+            self._build(tuple(int(s) for s in input_shape))
+            self.built = True
+
+    def _build(self, input_shape: tuple) -> None:
+        """Set the inferred sizes and create the parameters (on ``self.placement``, in
+        ``self.dtype``); raise ``ValueError`` when ``input_shape`` cannot be this layer's input."""
 
     # ----------------------------------------------------------------- naming
     @property
@@ -97,44 +127,71 @@ class Layer:
 
     # ------------------------------------------------------------- parameters
     def parameters(self) -> dict:
-        """Trainable parameters, name -> array (the arrays themselves, not copies)."""
+        """Trainable parameters, name -> array (the arrays themselves, not copies); empty
+        until the layer is built."""
+        if not self.built:
+            return {}
         return {name: getattr(self, name) for name in self.param_names}
+
+    def state(self) -> dict:
+        """Non-trainable arrays (``state_names``: running statistics), name -> array."""
+        if not self.built:
+            return {}
+        return {name: getattr(self, name) for name in self.state_names}
+
+    def tensors(self) -> dict:
+        """Every array a checkpoint holds: :meth:`parameters` and :meth:`state`."""
+        return {**self.parameters(), **self.state()}
 
     def gradients(self) -> dict:
         """``dE/dW`` per parameter from the last ``backward``, name -> array."""
         return dict(self.grads)
 
     def set_parameters(self, values: dict) -> None:
-        """Replace parameters by copies of arrays of the same shapes and dtype (from any placement)."""
+        """Replace parameters by copies of arrays of the same shapes and dtype (from any
+        placement).  Every value is checked before any is replaced."""
+        self._assign(values, self.parameters(), "parameter")
+
+    def set_state(self, values: dict) -> None:
+        """Replace non-trainable state (running statistics) as :meth:`set_parameters` does."""
+        self._assign(values, self.state(), "state array")
+
+    def set_tensors(self, values: dict) -> None:
+        """Replace parameters and state at once (what a checkpoint holds)."""
+        self._assign(values, self.tensors(), "tensor")
+
+    def _assign(self, values, current: dict, kind: str) -> None:
         if not isinstance(values, dict):
             raise TypeError(
-                f"{self.label}: set_parameters expects a dict of name -> array, received "
-                f"{type(values).__name__}."
+                f"{self.label}: set_{'parameters' if kind == 'parameter' else 'state'} expects a dict of "
+                f"name -> array, received {type(values).__name__}."
             )
-        current = self.parameters()
+        if not self.built:
+            raise RuntimeError(
+                f"{self.label}: the layer is not built yet (its sizes come from its first input); "
+                "build it first, e.g. with model.build(input_shape)."
+            )
         unknown = set(values) - set(current)
         if unknown:
-            raise KeyError(f"{self.label}: unknown parameter(s) {sorted(unknown)}; it has {sorted(current)}.")
+            raise KeyError(f"{self.label}: unknown {kind}(s) {sorted(unknown)}; it has {sorted(current)}.")
         for name, value in values.items():  # every value is checked before any is replaced
             if not backend.is_array(value):
                 raise TypeError(
-                    f"{self.label}: parameter {name!r} must be an array, received {type(value).__name__}."
+                    f"{self.label}: {kind} {name!r} must be an array, received {type(value).__name__}."
                 )
             shape = tuple(current[name].shape)
             if tuple(value.shape) != shape:
                 raise ValueError(
-                    f"{self.label}: parameter {name!r} must have shape {shape}, received {tuple(value.shape)}."
+                    f"{self.label}: {kind} {name!r} must have shape {shape}, received {tuple(value.shape)}."
                 )
             received = backend.dtype_name(value.dtype)
             if received != self.dtype:
                 raise TypeError(
-                    f"{self.label}: parameter {name!r} must have dtype {self.dtype}, received {received}; "
+                    f"{self.label}: {kind} {name!r} must have dtype {self.dtype}, received {received}; "
                     f"xpcnn never casts silently (convert it, or the layer with .to(dtype={received!r}))."
                 )
-        # copies: later changes to the caller's arrays must not change the weights
-        new = {
-            name: self.placement.asarray(backend.to_host(value), copy=True) for name, value in values.items()
-        }
+        # copies: later changes to the caller's arrays must not change the layer
+        new = {name: self.placement.asarray(backend.to_host(v), copy=True) for name, v in values.items()}
         for name, value in new.items():
             setattr(self, name, value)
 
@@ -146,7 +203,7 @@ class Layer:
         :class:`~xpcnn.backend.Placement` or an array whose placement is taken.  Returns self."""
         target = self.placement if device is None else backend.placement(device)
         new_dtype = self.dtype if dtype is None else _validate.float_dtype(dtype, where=self.label)
-        for name, value in self.parameters().items():
+        for name, value in self.tensors().items():
             setattr(self, name, target.asarray(backend.to_host(value), dtype=new_dtype))
         self.grads = {}
         self._input = None
@@ -181,8 +238,11 @@ class Layer:
 
     # ------------------------------------------------------------- the passes
     def forward(self, x: Array) -> Array:
-        """``Y = layer(X)`` for a batch ``x`` (validated here, then :meth:`_forward`)."""
+        """``Y = layer(X)`` for a batch ``x`` (validated here, then :meth:`_forward`); a layer
+        that is not built yet is built for ``x``'s per-sample shape first."""
         xp = self._check_input(x)
+        if not self.built and x.ndim >= 1:
+            self.build(tuple(x.shape[1:]))
         self._check_shape(x)
         return self._forward(xp, x)
 
@@ -200,8 +260,11 @@ class Layer:
 
     def check_input_shape(self, input_shape: tuple) -> None:
         """Raise ``ValueError`` naming the rule when one sample of shape ``input_shape`` cannot
-        enter this layer (``Sequential`` checks a whole chain with it before any data)."""
-        self._check_sample_shape(tuple(int(s) for s in input_shape), None)
+        enter this layer (``Sequential`` checks a whole chain with it before any data).  A
+        layer that is not built yet is built for it."""
+        shape = tuple(int(s) for s in input_shape)
+        self.build(shape)
+        self._check_sample_shape(shape, None)
 
     def _check_sample_shape(self, sample: tuple, batch: int | None) -> None:
         """The layer's own rules on one sample's shape ``sample``, for a batch of ``batch``

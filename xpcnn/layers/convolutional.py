@@ -10,6 +10,13 @@ from .base import Layer, register, shown, single_sample_hint
 BIAS_MODES = ("channel", "pixel", "none")
 
 
+def _is_kernel(value) -> bool:
+    """An int or a pair of ints: a kernel size, not an input shape."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value)
+
+
 def _padding(value, kernel: tuple[int, int]) -> tuple[int, int]:
     if isinstance(value, str):
         if value == "valid":
@@ -45,7 +52,9 @@ class Convolutional(Layer):
       notes print the cross-correlation symbol, which the gradient check shows is wrong.
 
     Args:
-        input_shape: ``(c_I, h_I, w_I)`` of one sample.
+        input_shape: ``(c_I, h_I, w_I)`` of one sample; optional: ``Convolutional(3, 16)``
+            (kernel size and depth only) takes it from the first input (or ``Sequential``'s
+            ``input_shape``) and creates the kernels then, from ``seed``.
         kernel_size: ``h_K`` or ``(h_K, w_K)``.
         depth: ``c_O``, the number of kernels (output channels).
         padding: zeros on each side: an int, a pair, ``"valid"`` (0), ``"same"`` or ``"full"``.
@@ -56,9 +65,9 @@ class Convolutional(Layer):
 
     def __init__(
         self,
-        input_shape,
-        kernel_size,
-        depth: int,
+        input_shape=None,
+        kernel_size=None,
+        depth: int | None = None,
         *,
         padding=0,
         stride=1,
@@ -67,12 +76,23 @@ class Convolutional(Layer):
         dtype: str = "float32",
     ):
         super().__init__(dtype=dtype)
+        if depth is None and kernel_size is not None and _is_kernel(input_shape):
+            input_shape, kernel_size, depth = None, input_shape, kernel_size  # Convolutional(3, 16)
         self._configure(input_shape, kernel_size, depth, padding=padding, stride=stride, bias=bias)
-        rng = init.rng_from(seed)
+        self._rng = init.rng_from(seed)
+        self.built = False
+        if self.input_shape is not None:
+            self.build(self.input_shape)
+
+    def _build(self, input_shape):
+        if self.input_shape is None:
+            if len(input_shape) != 3:
+                self._check_sample_shape(input_shape, None)  # names the rank rule
+            self._configure_input(input_shape)
         c, (kh, kw) = self.input_shape[0], self.kernel_size
-        k0 = init.glorot_uniform(rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
+        k0 = init.glorot_uniform(self._rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
         self.kernels = self.placement.asarray(k0, dtype=self.dtype)
-        if bias != "none":
+        if self.bias_mode != "none":
             self.biases = self.placement.zeros(self._parameter_shapes()["biases"], self.dtype)
 
     def _configure(
@@ -87,8 +107,31 @@ class Convolutional(Layer):
         seed=None,
         dtype="float32",
     ) -> None:
-        """Validate the arguments and set the sizes (no allocation: ``parameter_shapes`` uses it)."""
+        """Validate the arguments and set the sizes (no allocation: ``parameter_shapes`` uses it);
+        with ``input_shape=None`` the input's sizes wait for :meth:`build`."""
         _validate.float_dtype(dtype, where="Convolutional")
+        if kernel_size is None or depth is None:
+            raise TypeError(
+                "Convolutional: expected kernel_size and depth, e.g. Convolutional((1, 28, 28), 3, 16) or "
+                f"Convolutional(3, 16). Received kernel_size={kernel_size!r}, depth={depth!r}."
+            )
+        depth = _validate.positive_int(depth, "depth", "Convolutional")
+        if bias not in BIAS_MODES:
+            raise ValueError(
+                f"Convolutional: Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}."
+            )
+        self.kernel_size = _validate.pair(kernel_size, "kernel_size", 1, "Convolutional")
+        self.depth = int(depth)
+        self.padding = _padding(padding, self.kernel_size)
+        self.stride = _validate.pair(stride, "stride", 1, "Convolutional")
+        self.bias_mode = bias
+        self.param_names = ("kernels",) if bias == "none" else ("kernels", "biases")
+        self.input_shape: tuple[int, int, int] | None = None
+        self.output_hw: tuple[int, ...] | None = None
+        if input_shape is not None:
+            self._configure_input(input_shape)
+
+    def _configure_input(self, input_shape) -> None:
         try:
             c, h, w = input_shape
         except (TypeError, ValueError):
@@ -99,32 +142,21 @@ class Convolutional(Layer):
         c, h, w = (
             _validate.positive_int(v, f"input_shape[{i}]", "Convolutional") for i, v in enumerate((c, h, w))
         )
-        depth = _validate.positive_int(depth, "depth", "Convolutional")
-        if bias not in BIAS_MODES:
-            raise ValueError(
-                f"Convolutional: Expected bias to be one of {BIAS_MODES}. Received bias={bias!r}."
-            )
-        self.input_shape = (c, h, w)
-        self.kernel_size = _validate.pair(kernel_size, "kernel_size", 1, "Convolutional")
-        self.depth = int(depth)
-        self.padding = _padding(padding, self.kernel_size)
-        self.stride = _validate.pair(stride, "stride", 1, "Convolutional")
-        self.bias_mode = bias
         for size, k, p, name in zip((h, w), self.kernel_size, self.padding, ("height", "width"), strict=True):
             if k > size + 2 * p:
                 raise ValueError(
-                    f"Convolutional: kernel {name} {k} is larger than the padded input {name} {size + 2 * p} "
-                    f"(input {size}, padding {p})."
+                    f"{self.label if self.index is not None else 'Convolutional'}: kernel {name} {k} is larger "
+                    f"than the padded input {name} {size + 2 * p} (input {size}, padding {p})."
                 )
+        self.input_shape = (c, h, w)
         self.output_hw = tuple(
             conv_output_size(s, k, st, p)
             for s, k, st, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=True)
         )
-        self.param_names = ("kernels",) if bias == "none" else ("kernels", "biases")
 
     def config(self) -> dict:
         return {
-            "input_shape": list(self.input_shape),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
             "kernel_size": list(self.kernel_size),
             "depth": self.depth,
             "padding": list(self.padding),
@@ -137,19 +169,37 @@ class Convolutional(Layer):
     def parameter_shapes(cls, config: dict) -> dict:
         """Computed with the constructor's own rules, on a layer that allocates nothing."""
         probe = cls.__new__(cls)
+        probe.index = None
         probe._configure(**config)
+        if probe.input_shape is None:
+            raise ValueError("Convolutional: input_shape is not known (the layer was never built).")
         return probe._parameter_shapes()
 
     def _parameter_shapes(self) -> dict:
+        assert self.input_shape is not None and self.output_hw is not None  # configured
         shapes: dict[str, tuple[int, ...]] = {"kernels": (self.depth, self.input_shape[0], *self.kernel_size)}
         if self.bias_mode != "none":
             shapes["biases"] = (self.depth,) if self.bias_mode == "channel" else (self.depth, *self.output_hw)
         return shapes
 
     def output_shape(self, input_shape=None) -> tuple:
+        if self.output_hw is None:  # not built: the input shape decides
+            if input_shape is None:
+                raise ValueError(
+                    f"{self.label}: the output shape needs the input shape (the layer is not built)."
+                )
+            self.build(input_shape)
+        assert self.output_hw is not None
         return (self.depth, *self.output_hw)
 
     def _check_sample_shape(self, sample, batch):
+        if self.input_shape is None:  # not built: only the rank is known
+            if len(sample) != 3:
+                raise ValueError(
+                    f"{self.label}: expected input of rank 4 (batch, channels, height, width), received "
+                    f"shape {shown(batch, sample)}."
+                )
+            return
         expected, received = ", ".join(map(str, self.input_shape)), shown(batch, sample)
         if len(sample) != 3:
             hint = single_sample_hint(batch, sample, self.input_shape)

@@ -13,16 +13,39 @@ class Dense(Layer):
     Shapes: ``X (n, i)``, ``W (j, i)`` (row ``j`` holds the weights into output ``j``, as in
     eq. 7), ``b (j,)``, ``Y (n, j)``.  Backward, summed over the batch:
     ``dE/dW = dY^T X`` (eq. 9), ``dE/db = sum_n dY`` (eq. 10), ``dE/dX = dY W`` (eq. 11).
+
+    Args:
+        input_size: ``i``; optional: ``Dense(10)`` (one size: the outputs) or
+            ``Dense(None, 10)`` takes ``i`` from the first input (or ``Sequential``'s
+            ``input_shape``), and creates the weights then, from ``seed``.
+        output_size: ``j``.
     """
 
     param_names = ("weights", "bias")
 
-    def __init__(self, input_size: int, output_size: int, *, seed=None, dtype: str = "float32"):
+    def __init__(self, input_size: int | None = None, output_size: int | None = None, *, seed=None,
+                 dtype: str = "float32"):  # fmt: skip
         super().__init__(dtype=dtype)
-        self.input_size = _validate.positive_int(input_size, "input_size", "Dense")
+        if output_size is None:  # Dense(10): the one size given is the number of outputs
+            input_size, output_size = None, input_size
+        if output_size is None:
+            raise TypeError(
+                "Dense: expected output_size, the number of outputs, e.g. Dense(10) or Dense(784, 10)."
+            )
         self.output_size = _validate.positive_int(output_size, "output_size", "Dense")
-        rng = init.rng_from(seed)
-        w = init.glorot_uniform(rng, (self.output_size, self.input_size), self.input_size, self.output_size)
+        self.input_size: int | None = None
+        self._rng = init.rng_from(seed)
+        self.built = False
+        if input_size is not None:
+            self.build((_validate.positive_int(input_size, "input_size", "Dense"),))
+
+    def _build(self, input_shape):
+        if len(input_shape) != 1:
+            self._check_sample_shape(input_shape, None)  # names the rank rule
+        (self.input_size,) = input_shape
+        w = init.glorot_uniform(
+            self._rng, (self.output_size, self.input_size), self.input_size, self.output_size
+        )
         self.weights = self.placement.asarray(w, dtype=self.dtype)
         self.bias = self.placement.zeros((self.output_size,), self.dtype)
 
@@ -40,11 +63,12 @@ class Dense(Layer):
 
     def _check_sample_shape(self, sample, batch):
         if len(sample) != 1:
+            size = "features" if self.input_size is None else self.input_size
             hint = single_sample_hint(batch, sample, (self.input_size,))
             if len(sample) > 1:
                 hint = " Did you forget a Reshape or Flatten layer before it?"
             raise ValueError(
-                f"{self.label}: expected input of rank 2 (batch, {self.input_size}), received shape "
+                f"{self.label}: expected input of rank 2 (batch, {size}), received shape "
                 f"{shown(batch, sample)}.{hint}"
             )
         if sample[0] != self.input_size:

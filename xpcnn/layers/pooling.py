@@ -148,3 +148,60 @@ class AvgPool2D(_Pool2D):
         ho, wo = self._hw
         share = output_gradient / (self.pool_size[0] * self.pool_size[1])
         return self._scatter(xp, ((ij, share) for ij in self._offsets()), ho, wo)
+
+
+class _GlobalPool2D(Layer):
+    """Pool each channel's whole ``h x w`` map to one value: ``(n, c, h, w) -> (n, c)``."""
+
+    def output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def _check_sample_shape(self, sample, batch):
+        if len(sample) != 3:
+            raise ValueError(
+                f"{self.label}: expected input of rank 4 (batch, channels, height, width), received shape "
+                f"{shown(batch, sample)}."
+            )
+
+
+@register
+class GlobalAvgPool2D(_GlobalPool2D):
+    """``Y_nc = (1 / (h w)) sum_ij X_ncij`` (31); backward spreads ``dE/dY_nc / (h w)`` evenly
+    over the map (32)."""
+
+    def _forward(self, xp, x):
+        self._input = x
+        return xp.mean(x, axis=(2, 3))  # eq. 31
+
+    def _backward(self, xp, output_gradient, input_gradient):
+        n, c, h, w = self._input.shape
+        share = xp.reshape(output_gradient / (h * w), (n, c, 1, 1))
+        return xp.broadcast_to(share, (n, c, h, w)) + xp.zeros_like(self._input)  # eq. 32, a new array
+
+
+@register
+class GlobalMaxPool2D(_GlobalPool2D):
+    """``Y_nc = max_ij X_ncij``; backward sends ``dE/dY_nc`` to the map's first maximum in
+    row-major order (NaN propagates: a map holding a NaN outputs NaN, and its first NaN gets
+    the gradient)."""
+
+    def _forward(self, xp, x):
+        self._input = x
+        n, c, h, w = x.shape
+        flat = xp.reshape(x, (n, c, h * w))
+        nan = xp.isnan(flat)
+        # a NaN ranks above everything: +inf in a copy where NaN stood, and NaN put back after
+        ranked = xp.where(nan, xp.asarray(float("inf"), dtype=x.dtype, device=backend.device(x)), flat)
+        first_nan = xp.argmax(xp.astype(nan, xp.int32), axis=2)
+        self._winner = xp.where(xp.any(nan, axis=2), first_nan, xp.argmax(ranked, axis=2))
+        best = xp.max(flat, axis=2)  # NaN where the map holds one
+        return best
+
+    def _backward(self, xp, output_gradient, input_gradient):
+        n, c, h, w = self._input.shape
+        positions = xp.arange(h * w, dtype=self._winner.dtype, device=backend.device(self._input))
+        hit = xp.reshape(positions, (1, 1, h * w)) == xp.reshape(self._winner, (n, c, 1))
+        dx = xp.where(
+            hit, xp.reshape(output_gradient, (n, c, 1)), xp.zeros_like(xp.reshape(self._input, (n, c, h * w)))
+        )
+        return xp.reshape(dx, (n, c, h, w))
