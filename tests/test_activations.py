@@ -19,6 +19,12 @@ PARAMS = {
     "gaussian": {"c": 0.3, "sigma": 0.7},
     "multiquadratic": {"c": -0.2, "a": 0.8},
     "inverse_multiquadratic": {"c": 0.4, "a": -1.3},
+    "leaky_relu": {"negative_slope": 0.2},
+    "elu": {"alpha": 0.7},
+    "softplus": {},
+    "silu": {},
+    "gelu": {},
+    "gelu_tanh": {},
 }
 LAYERS = {
     "linear": lambda: xpcnn.Linear(a=0.5, b=-2.0),
@@ -30,6 +36,12 @@ LAYERS = {
     "multiquadratic": lambda: xpcnn.Multiquadratic(c=-0.2, a=0.8),
     "inverse_multiquadratic": lambda: xpcnn.InverseMultiquadratic(c=0.4, a=-1.3),
     "softmax": xpcnn.Softmax,
+    "leaky_relu": lambda: xpcnn.LeakyReLU(0.2),
+    "elu": lambda: xpcnn.ELU(alpha=0.7),
+    "softplus": xpcnn.Softplus,
+    "silu": xpcnn.SiLU,
+    "gelu": xpcnn.GELU,
+    "gelu_tanh": lambda: xpcnn.GELU(approximate="tanh"),
 }
 
 
@@ -229,3 +241,62 @@ class TestBadInput:
             layer.backward(be.asarray(np.ones((3, 2))))
         with pytest.raises(ValueError, match="Softmax: expected input with at least one class"):
             xpcnn.Softmax().forward(be.asarray(np.ones((2, 0))))
+
+
+# ------------------------------------------------------------- the activations used today
+TORCH = {
+    "leaky_relu": lambda F, t: F.leaky_relu(t, 0.2),
+    "elu": lambda F, t: F.elu(t, alpha=0.7),
+    "softplus": lambda F, t: F.softplus(t, threshold=1000.0),  # the exact function, no cut-off
+    "silu": lambda F, t: F.silu(t),
+    "gelu": lambda F, t: F.gelu(t),
+    "gelu_tanh": lambda F, t: F.gelu(t, approximate="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_new_activations_match_pytorch(be, rng, name):
+    torch = pytest.importorskip("torch")
+    host = np.concatenate([rng.normal(size=300) * 4, [-30.0, -7.0, -2.5, -1e-3, 0.0, 1e-3, 2.5, 7.0, 30.0]])
+    layer = LAYERS[name]()
+    y = layer.forward(be.asarray(host))
+    g = rng.normal(size=host.shape)
+    dx = layer.backward(be.asarray(g))
+    t = torch.tensor(host, requires_grad=True)
+    ty = TORCH[name](torch.nn.functional, t)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(be.to_host(y), ty.detach().numpy(), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(be.to_host(dx), t.grad.numpy(), rtol=1e-12, atol=1e-10)
+
+
+def test_erf_against_the_standard_library():
+    import math
+
+    v = np.concatenate([np.linspace(-7, 7, 4001), [-np.inf, np.inf, 2.5, -2.5, 1e-300]])
+    exact = np.array([math.erf(t) for t in v])
+    np.testing.assert_allclose(A.erf(v), exact, rtol=0, atol=3e-15)
+    assert np.isnan(A.erf(np.array([np.nan])))[0]
+    f32 = A.erf(v.astype(np.float32))
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, exact, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_new_activations_are_finite_for_large_inputs_in_float32(name):
+    f, f_prime = A.FUNCTIONS[name]
+    kw = PARAMS[name]
+    v = np.array([-3e38, -1e30, -1e4, -100.0, 100.0, 1e4, 1e30, 3e38], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no invalid value
+        y, d = f(v, **kw), f_prime(v, **kw)
+    assert y.dtype == d.dtype == np.float32
+    assert np.isfinite(y).all() and np.isfinite(d).all()
+    big = v > 0
+    np.testing.assert_allclose(y[big], v[big] if name != "leaky_relu" else v[big], rtol=1e-6)
+
+
+def test_gelu_refuses_an_unknown_form():
+    with pytest.raises(
+        ValueError, match=r'GELU: Expected approximate "none" or "tanh"\. Received approximate=\'fast\''
+    ):
+        xpcnn.GELU("fast")

@@ -56,6 +56,8 @@ from .checkpoint import CheckpointError, save
 from .descent import DescentPath, descend, gradient_descent
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
 from .layers import (
+    ELU,
+    GELU,
     REGISTRY,
     Activation,
     AvgPool2D,
@@ -70,6 +72,7 @@ from .layers import (
     Heaviside,
     InverseMultiquadratic,
     Layer,
+    LeakyReLU,
     Linear,
     Logistic,
     MaxPool2D,
@@ -77,7 +80,9 @@ from .layers import (
     ReLU,
     Reshape,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
 from .losses import (
@@ -98,6 +103,8 @@ from .optim import SGD, Adam, AdamW, Optimizer
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELU",
+    "GELU",
     "Accuracy",
     "Activation",
     "Adam",
@@ -120,6 +127,7 @@ __all__ = [
     "History",
     "InverseMultiquadratic",
     "Layer",
+    "LeakyReLU",
     "Linear",
     "Logistic",
     "Loss",
@@ -134,8 +142,10 @@ __all__ = [
     "Reshape",
     "SGD",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
+    "Softplus",
     "SoftmaxCrossEntropy",
     "Tanh",
     "ThresholdLogicUnit",

@@ -1,16 +1,21 @@
 """Layers: each with ``forward(x)`` and ``backward(output_gradient, learning_rate=None)``."""
 
 from .activation import (
+    ELU,
+    GELU,
     Activation,
     Gaussian,
     Heaviside,
     InverseMultiquadratic,
+    LeakyReLU,
     Linear,
     Logistic,
     Multiquadratic,
     ReLU,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
 from .base import REGISTRY, Layer, register
@@ -23,7 +28,12 @@ from .reshape import Flatten, Reshape
 
 __all__ = ["REGISTRY", "Convolutional", "Dense", "Layer", "register"]
 __all__ += [
+    "ELU",
+    "GELU",
     "Activation",
+    "LeakyReLU",
+    "SiLU",
+    "Softplus",
     "AvgPool2D",
     "BatchNorm",
     "Dropout",

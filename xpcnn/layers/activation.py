@@ -167,3 +167,57 @@ class Softmax(Layer):
 
     def _backward(self, xp, output_gradient, input_gradient):
         return A.softmax_vjp(self._output, output_gradient)
+
+
+@register
+class LeakyReLU(_Named):
+    """``Y = X`` where ``X > 0``, else ``negative_slope X`` (``f' = negative_slope`` at 0 and below)."""
+
+    function = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01):
+        self._bind(negative_slope=real(negative_slope, "negative_slope", where="LeakyReLU"))
+
+
+@register
+class ELU(_Named):
+    """``Y = X`` where ``X > 0``, else ``alpha (exp(X) - 1)``; ``f' = alpha exp(X)`` there."""
+
+    function = "elu"
+
+    def __init__(self, alpha: float = 1.0):
+        self._bind(alpha=real(alpha, "alpha", where="ELU"))
+
+
+@register
+class Softplus(_Named):
+    """``Y = log(1 + exp(X))`` (exact for any ``X``), ``f' = sigma(X)`` (eq. 23)."""
+
+    function = "softplus"
+
+
+@register
+class SiLU(_Named):
+    """SiLU (swish) ``Y = X sigma(X)``, ``f' = sigma(X) (1 + X (1 - sigma(X)))``."""
+
+    function = "silu"
+
+
+@register
+class GELU(_Named):
+    """``Y = X Phi(X)`` with ``Phi`` the standard normal distribution function:
+    ``approximate="none"`` (exact, through :func:`xpcnn.activations.erf`) or ``"tanh"`` (the
+    tanh form of Hendrycks and Gimpel); ``f' = Phi(X) + X phi(X)`` (or the tanh form's
+    derivative)."""
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(
+                f'GELU: Expected approximate "none" or "tanh". Received approximate={approximate!r}.'
+            )
+        self.approximate = approximate
+        self.function = "gelu" if approximate == "none" else "gelu_tanh"
+        self._bind()
+
+    def config(self) -> dict:
+        return {"approximate": self.approximate}
