@@ -439,7 +439,7 @@ def test_on_nonfinite_stop_ends_quietly(rng):
         (dict(batch_size=2.5), ValueError, r"Received batch_size=2\.5"),
         (dict(epochs=-1), ValueError, r"non-negative integer\. Received epochs=-1"),
         (dict(loss="hinge"), ValueError, r"Unknown loss 'hinge'"),
-        (dict(optimizer="rmsprop"), ValueError, r"Unknown optimizer 'rmsprop'"),
+        (dict(optimizer="lbfgs"), ValueError, r"Unknown optimizer 'lbfgs'"),
         (
             dict(x=np.zeros((10, 2), "float64")),
             TypeError,

@@ -98,7 +98,7 @@ from .losses import (
 from .model import History, NonFiniteLossError, Sequential, load
 from .neuron import Neuron, ThresholdLogicUnit
 from .ops import conv2d_backward, conv2d_forward, convolve2d, correlate2d
-from .optim import SGD, Adam, AdamW, Optimizer
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp
 
 __version__ = "0.1.0"
 
@@ -107,6 +107,7 @@ __all__ = [
     "GELU",
     "Accuracy",
     "Activation",
+    "Adagrad",
     "Adam",
     "AdamW",
     "AvgPool2D",
@@ -138,6 +139,7 @@ __all__ = [
     "Optimizer",
     "Placement",
     "QuadraticLoss",
+    "RMSProp",
     "ReLU",
     "Reshape",
     "SGD",

@@ -24,3 +24,61 @@ def glorot_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -
     """``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (Glorot and Bengio, 2010), float64."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
+
+
+def glorot_normal(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """``N(0, 2 / (fan_in + fan_out))`` (Glorot and Bengio, 2010), float64."""
+    return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
+
+def he_normal(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """``N(0, 2 / fan_in)`` (He et al., 2015): keeps the variance of ReLU activations, the
+    documented choice for ReLU networks (PyTorch's ``kaiming_normal_``, fan-in mode)."""
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+
+
+def he_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """``U(-a, a)``, ``a = sqrt(6 / fan_in)``: the variance of :func:`he_normal`."""
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def lecun_normal(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """``N(0, 1 / fan_in)`` (LeCun et al., 1998)."""
+    return rng.normal(0.0, np.sqrt(1.0 / fan_in), size=shape)
+
+
+def lecun_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """``U(-a, a)``, ``a = sqrt(3 / fan_in)``: the variance of :func:`lecun_normal`."""
+    limit = np.sqrt(3.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def zeros(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
+    """All zeros (the generator is not used)."""
+    return np.zeros(shape)
+
+
+#: Name -> initializer ``f(rng, shape, fan_in, fan_out)``; the ``init=`` of ``Dense`` and
+#: ``Convolutional``.  ``glorot_uniform`` is the default (the notes' networks use sigmoid and
+#: tanh); ``he_normal`` is the choice for ReLU networks.
+INITIALIZERS = {
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "lecun_normal": lecun_normal,
+    "lecun_uniform": lecun_uniform,
+    "zeros": zeros,
+}
+INITIALIZERS["kaiming_normal"] = he_normal
+INITIALIZERS["kaiming_uniform"] = he_uniform
+
+
+def initializer(name: str, where: str):
+    """The initializer called ``name`` (a key of :data:`INITIALIZERS`); ``where`` prefixes errors."""
+    if not isinstance(name, str) or name not in INITIALIZERS:
+        raise ValueError(
+            f"{where}: Expected init to be one of {sorted(INITIALIZERS)}. Received init={name!r}."
+        )
+    return INITIALIZERS[name]

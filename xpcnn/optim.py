@@ -15,6 +15,11 @@ update rule, in a few lines:
   corrections ``m_hat = m / (1 - b1^t)``, ``v_hat = v / (1 - b2^t)``.
 * :class:`AdamW` (Loshchilov and Hutter, 2019): Adam plus a decoupled weight decay applied to
   the weights themselves, ``w <- w - gamma lambda w``, not added to the gradient.
+* :class:`RMSProp` and :class:`Adagrad`: steps divided by a root mean square (running, or
+  accumulated) of the gradients.
+
+Every optimizer takes ``clip_norm=``: the step's gradients scaled to a global norm of at most
+``clip_norm`` first.
 
 Updates are array expressions in the parameters' own namespace (Python floats for the
 scalars): no host round trip per step.  A parameter is replaced by a new array (the old
@@ -30,7 +35,7 @@ from ._validate import float_dtype, non_negative, positive, unit_interval
 from .descent import descend
 from .schedules import Constant, as_schedule
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "get"]
 
 
 class Optimizer:
@@ -39,6 +44,9 @@ class Optimizer:
     Args:
         learning_rate: ``gamma``: a float > 0, a schedule from :mod:`xpcnn.schedules` or any
             callable ``t -> float``; ``t`` is the number of steps already taken.
+        clip_norm: ``None``, or ``c > 0``: before each update every gradient is multiplied by
+            ``min(1, c / (||g|| + 1e-6))``, ``||g||`` the global norm over all the step's
+            gradients (PyTorch's ``clip_grad_norm_``), computed on the device, no host read.
 
     Attributes:
         iterations: ``t``, the number of :meth:`step` calls so far.
@@ -47,8 +55,9 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate, clip_norm: float | None = None):
         self.schedule = as_schedule(learning_rate, type(self).__name__)
+        self.clip_norm = None if clip_norm is None else positive(clip_norm, "clip_norm", type(self).__name__)
         self.iterations = 0
         self.state: dict = {}
         self.last_learning_rate: float | None = None
@@ -115,6 +124,8 @@ class Optimizer:
                     )
                 self._check_state(layer, name)
                 work.append((layer, name, param, grad))
+        if self.clip_norm is not None and work:
+            work = self._clipped(work)
         for layer, name, param, grad in work:
             slots = self._slots_for(layer, name, param)
             if mask is None:
@@ -128,6 +139,16 @@ class Optimizer:
             setattr(layer, name, xp.where(mask, new, param))
         self.iterations = t
         self.last_learning_rate = lr
+
+    def _clipped(self, work: list) -> list:
+        """``work`` with every gradient scaled by ``min(1, clip_norm / (global norm + 1e-6))``."""
+        xp = backend.array_namespace(work[0][3])
+        total = None
+        for *_, grad in work:
+            part = xp.sum(grad * grad)
+            total = part if total is None else total + part
+        scale = xp.minimum(self.clip_norm / (xp.sqrt(total) + 1e-6), xp.ones_like(total))
+        return [(layer, name, param, grad * scale) for layer, name, param, grad in work]
 
     def _check_state(self, layer, name) -> None:
         """The state of ``layer.name`` (if any) lives where the parameter lives."""
@@ -149,9 +170,13 @@ class Optimizer:
             dtype = backend.dtype_name(param.dtype)
             entry = {"_where": (where, dtype)}
             for slot in self.slots:
-                entry[slot] = where.zeros(tuple(param.shape), dtype)
+                entry[slot] = where.zeros(tuple(param.shape), dtype) + self._initial(slot)
             self.state[key] = entry
         return entry
+
+    def _initial(self, slot: str) -> float:
+        """The starting value of a state slot (0; Adagrad's accumulator may start higher)."""
+        return 0.0
 
     def _update(self, param, grad, state: dict, lr: float, t: int):
         """Return the new value of ``param`` given ``dE/dparam``; update ``state`` in place.
@@ -204,7 +229,7 @@ class Optimizer:
     def config(self) -> dict:
         schedule = self.schedule
         lr = schedule.initial if isinstance(schedule, Constant) else schedule
-        return {"learning_rate": lr}
+        return {"learning_rate": lr, **({"clip_norm": self.clip_norm} if self.clip_norm is not None else {})}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -217,11 +242,14 @@ class SGD(Optimizer):
     ``momentum=0`` (the default) is the notes' rule ``w <- w - gamma dE/dw`` (eq. 1) with no
     state.  With momentum ``mu``: ``v <- mu v + g``, ``w <- w - gamma v``; with
     ``nesterov=True``: ``w <- w - gamma (g + mu v)`` (PyTorch's formulation: ``v`` is kept in
-    gradient units, so a schedule's change of ``gamma`` acts at once).
+    gradient units, so a schedule's change of ``gamma`` acts at once).  ``weight_decay``
+    ``lambda`` is coupled, as in PyTorch's SGD: ``g <- g + lambda w`` before the rest.
     """
 
-    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, clip_norm: float | None = None):  # fmt: skip
+        super().__init__(learning_rate, clip_norm)
+        self.weight_decay = non_negative(weight_decay, "weight_decay", type(self).__name__)
         self.momentum = unit_interval(momentum, "momentum", where=type(self).__name__)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
@@ -229,6 +257,8 @@ class SGD(Optimizer):
         self.slots = ("velocity",) if self.momentum > 0 else ()
 
     def _update(self, param, grad, state, lr, t):
+        if self.weight_decay:  # coupled, as PyTorch's SGD: the decay's gradient joins g
+            grad = grad + self.weight_decay * param
         if self.momentum == 0:
             return descend(param, grad, lr)  # eq. 1
         velocity = self.momentum * state["velocity"] + grad
@@ -237,7 +267,8 @@ class SGD(Optimizer):
         return param - lr * direction
 
     def config(self) -> dict:
-        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+        extra = {"weight_decay": self.weight_decay} if self.weight_decay else {}
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov, **extra}
 
 
 class Adam(Optimizer):
@@ -249,8 +280,9 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 clip_norm: float | None = None):  # fmt: skip
+        super().__init__(learning_rate, clip_norm)
         self.beta1 = unit_interval(beta1, "beta1", where=type(self).__name__)
         self.beta2 = unit_interval(beta2, "beta2", where=type(self).__name__)
         self.eps = positive(eps, "eps", type(self).__name__)
@@ -279,8 +311,9 @@ class AdamW(Adam):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.01,
+        clip_norm: float | None = None,
     ):
-        super().__init__(learning_rate, beta1, beta2, eps)
+        super().__init__(learning_rate, beta1, beta2, eps, clip_norm)
         self.weight_decay = non_negative(weight_decay, "weight_decay", type(self).__name__)
 
     def _update(self, param, grad, state, lr, t):
@@ -290,6 +323,78 @@ class AdamW(Adam):
         return {**super().config(), "weight_decay": self.weight_decay}
 
 
+class RMSProp(Optimizer):
+    """RMSProp (Hinton, 2012): steps scaled by a running root mean square of ``g``.
+
+    ``s <- alpha s + (1 - alpha) g^2``; ``centered``: also ``a <- alpha a + (1 - alpha) g`` and
+    ``d = sqrt(s - a^2) + eps``, else ``d = sqrt(s) + eps``; then ``w <- w - gamma g / d``, or
+    with momentum ``mu``: ``b <- mu b + g / d``, ``w <- w - gamma b`` (PyTorch's RMSprop).
+    """
+
+    def __init__(self, learning_rate=0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
+                 centered: bool = False, clip_norm: float | None = None):  # fmt: skip
+        super().__init__(learning_rate, clip_norm)
+        where = type(self).__name__
+        self.alpha = unit_interval(alpha, "alpha", where=where)
+        self.eps = positive(eps, "eps", where)
+        self.momentum = unit_interval(momentum, "momentum", where=where)
+        self.centered = bool(centered)
+        self.slots = ("square_avg", *(("grad_avg",) if self.centered else ()),
+                      *(("momentum_buffer",) if self.momentum > 0 else ()))  # fmt: skip
+
+    def _update(self, param, grad, state, lr, t):
+        xp = state["_where"][0].xp
+        a = self.alpha
+        square = a * state["square_avg"] + (1.0 - a) * (grad * grad)
+        state["square_avg"] = square
+        if self.centered:
+            mean = a * state["grad_avg"] + (1.0 - a) * grad
+            state["grad_avg"] = mean
+            denominator = xp.sqrt(square - mean * mean) + self.eps
+        else:
+            denominator = xp.sqrt(square) + self.eps
+        if self.momentum > 0:
+            buffer = self.momentum * state["momentum_buffer"] + grad / denominator
+            state["momentum_buffer"] = buffer
+            return param - lr * buffer
+        return param - lr * grad / denominator
+
+    def config(self) -> dict:
+        return {**super().config(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}  # fmt: skip
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al., 2011): ``s <- s + g^2``, ``w <- w - gamma g / (sqrt(s) + eps)``,
+    ``s`` starting at ``initial_accumulator_value`` (PyTorch's Adagrad without lr decay)."""
+
+    slots = ("sum",)
+
+    def __init__(self, learning_rate=0.01, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 clip_norm: float | None = None):  # fmt: skip
+        super().__init__(learning_rate, clip_norm)
+        self.eps = positive(eps, "eps", type(self).__name__)
+        self.initial_accumulator_value = non_negative(
+            initial_accumulator_value, "initial_accumulator_value", type(self).__name__
+        )
+
+    def _initial(self, slot: str) -> float:
+        return self.initial_accumulator_value
+
+    def _update(self, param, grad, state, lr, t):
+        xp = state["_where"][0].xp
+        total = state["sum"] + grad * grad
+        state["sum"] = total
+        return param - lr * grad / (xp.sqrt(total) + self.eps)
+
+    def config(self) -> dict:
+        return {
+            **super().config(),
+            "eps": self.eps,
+            "initial_accumulator_value": self.initial_accumulator_value,
+        }
+
+
 _NAMES = {
     "sgd": (SGD, {}),
     "gd": (SGD, {}),
@@ -297,6 +402,8 @@ _NAMES = {
     "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
     "adam": (Adam, {}),
     "adamw": (AdamW, {}),
+    "rmsprop": (RMSProp, {}),
+    "adagrad": (Adagrad, {}),
 }
 
 

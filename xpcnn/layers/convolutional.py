@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import _validate, init
+from .. import _validate
+from .. import init as _init
 from ..ops import correlation
 from ..ops.geometry import conv_output_size
 from .base import Layer, register, shown, single_sample_hint
@@ -59,6 +60,8 @@ class Convolutional(Layer):
         depth: ``c_O``, the number of kernels (output channels).
         padding: zeros on each side: an int, a pair, ``"valid"`` (0), ``"same"`` or ``"full"``.
         stride: an int or a pair, at least 1.
+        init: the kernels' initializer, a name of :data:`xpcnn.init.INITIALIZERS`
+            (``"glorot_uniform"`` by default; ``"he_normal"`` for ReLU networks).
         bias: ``"channel"`` (one per output channel, ``B (c_O,)``), ``"pixel"`` (the notes'
             ``B_i`` with the shape of ``Y_i``, ``B (c_O, h_O, w_O)``) or ``"none"``.
     """
@@ -74,12 +77,15 @@ class Convolutional(Layer):
         bias: str = "channel",
         seed=None,
         dtype: str = "float32",
+        init: str = "glorot_uniform",
     ):
         super().__init__(dtype=dtype)
         if depth is None and kernel_size is not None and _is_kernel(input_shape):
             input_shape, kernel_size, depth = None, input_shape, kernel_size  # Convolutional(3, 16)
         self._configure(input_shape, kernel_size, depth, padding=padding, stride=stride, bias=bias)
-        self._rng = init.rng_from(seed)
+        self.init = init
+        self._initializer = _init.initializer(init, "Convolutional")
+        self._rng = _init.rng_from(seed)
         self.built = False
         if self.input_shape is not None:
             self.build(self.input_shape)
@@ -90,7 +96,7 @@ class Convolutional(Layer):
                 self._check_sample_shape(input_shape, None)  # names the rank rule
             self._configure_input(input_shape)
         c, (kh, kw) = self.input_shape[0], self.kernel_size
-        k0 = init.glorot_uniform(self._rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
+        k0 = self._initializer(self._rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
         self.kernels = self.placement.asarray(k0, dtype=self.dtype)
         if self.bias_mode != "none":
             self.biases = self.placement.zeros(self._parameter_shapes()["biases"], self.dtype)
@@ -106,6 +112,7 @@ class Convolutional(Layer):
         bias="channel",
         seed=None,
         dtype="float32",
+        init="glorot_uniform",
     ) -> None:
         """Validate the arguments and set the sizes (no allocation: ``parameter_shapes`` uses it);
         with ``input_shape=None`` the input's sizes wait for :meth:`build`."""
@@ -163,6 +170,7 @@ class Convolutional(Layer):
             "stride": list(self.stride),
             "bias": self.bias_mode,
             "dtype": self.dtype,
+            **({"init": self.init} if self.init != "glorot_uniform" else {}),
         }
 
     @classmethod

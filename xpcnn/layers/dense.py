@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import _validate, init
+from .. import _validate
+from .. import init as _init
 from .base import Layer, register, shown, single_sample_hint
 
 
@@ -19,12 +20,15 @@ class Dense(Layer):
             ``Dense(None, 10)`` takes ``i`` from the first input (or ``Sequential``'s
             ``input_shape``), and creates the weights then, from ``seed``.
         output_size: ``j``.
+        init: the weights' initializer, a name of :data:`xpcnn.init.INITIALIZERS`
+            (``"glorot_uniform"`` by default; ``"he_normal"`` for ReLU networks); the bias
+            starts at zero.
     """
 
     param_names = ("weights", "bias")
 
     def __init__(self, input_size: int | None = None, output_size: int | None = None, *, seed=None,
-                 dtype: str = "float32"):  # fmt: skip
+                 dtype: str = "float32", init: str = "glorot_uniform"):  # fmt: skip
         super().__init__(dtype=dtype)
         if output_size is None:  # Dense(10): the one size given is the number of outputs
             input_size, output_size = None, input_size
@@ -34,7 +38,9 @@ class Dense(Layer):
             )
         self.output_size = _validate.positive_int(output_size, "output_size", "Dense")
         self.input_size: int | None = None
-        self._rng = init.rng_from(seed)
+        self.init = init
+        self._initializer = _init.initializer(init, "Dense")
+        self._rng = _init.rng_from(seed)
         self.built = False
         if input_size is not None:
             self.build((_validate.positive_int(input_size, "input_size", "Dense"),))
@@ -43,14 +49,17 @@ class Dense(Layer):
         if len(input_shape) != 1:
             self._check_sample_shape(input_shape, None)  # names the rank rule
         (self.input_size,) = input_shape
-        w = init.glorot_uniform(
+        w = self._initializer(
             self._rng, (self.output_size, self.input_size), self.input_size, self.output_size
         )
         self.weights = self.placement.asarray(w, dtype=self.dtype)
         self.bias = self.placement.zeros((self.output_size,), self.dtype)
 
     def config(self) -> dict:
-        return {"input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
+        config = {"input_size": self.input_size, "output_size": self.output_size, "dtype": self.dtype}
+        if self.init != "glorot_uniform":
+            config["init"] = self.init
+        return config
 
     @classmethod
     def parameter_shapes(cls, config: dict) -> dict:
