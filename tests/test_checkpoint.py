@@ -53,6 +53,22 @@ CHAIN = [
     ("Flatten", lambda dt: xpcnn.Flatten()),
     ("Dense", lambda dt: xpcnn.Dense(3, 6, seed=3, dtype=dt)),
     ("Heaviside", lambda dt: xpcnn.Heaviside()),
+    ("Sequential", lambda dt: xpcnn.Sequential([xpcnn.Dense(6, 6, seed=7, dtype=dt), xpcnn.Tanh()])),
+    (
+        "Residual",
+        lambda dt: xpcnn.Residual(
+            [
+                xpcnn.Dense(6, 4, seed=8, dtype=dt),
+                xpcnn.BatchNorm(dtype=dt),
+                xpcnn.Dense(4, 6, seed=9, dtype=dt),
+            ],
+            xpcnn.Dense(6, 6, seed=10, dtype=dt),
+        ),
+    ),
+    (
+        "Residual",
+        lambda dt: xpcnn.Residual(xpcnn.Sequential([xpcnn.Dense(6, 6, seed=11, dtype=dt), xpcnn.ReLU()])),
+    ),
     ("Reshape", lambda dt: xpcnn.Reshape((6,), (2, 3))),
     ("Softmax", lambda dt: xpcnn.Softmax()),
     ("Flatten", lambda dt: xpcnn.Flatten()),
@@ -64,7 +80,7 @@ INPUT = (5, 1, 6, 6)
 def _randomize(model, seed=0):
     """Non-trivial values in every parameter (biases start at zero)."""
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
+    for layer in model.leaves():
         values = {k: rng.normal(size=tuple(v.shape)).astype(layer.dtype) for k, v in layer.tensors().items()}
         if "running_var" in values:
             values["running_var"] = np.abs(values["running_var"]) + np.asarray(0.5, dtype=layer.dtype)
@@ -82,7 +98,8 @@ def _bits(x) -> bytes:
 
 def _assert_same_parameters(a, b):
     assert len(a.layers) == len(b.layers)
-    for la, lb in zip(a.layers, b.layers, strict=True):
+    assert [type(la) for la in a.layers] == [type(lb) for lb in b.layers]
+    for la, lb in zip(a.leaves(), b.leaves(), strict=True):
         assert type(la) is type(lb) and la.config() == lb.config()
         pa, pb = la.tensors(), lb.tensors()  # parameters and running statistics
         assert pa.keys() == pb.keys()

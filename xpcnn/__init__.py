@@ -99,6 +99,7 @@ from .model import History, NonFiniteLossError, Sequential, load
 from .neuron import Neuron, ThresholdLogicUnit
 from .ops import conv2d_backward, conv2d_forward, convolve2d, correlate2d
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp
+from .residual import Residual
 
 __version__ = "0.1.0"
 
@@ -140,6 +141,7 @@ __all__ = [
     "Placement",
     "QuadraticLoss",
     "RMSProp",
+    "Residual",
     "ReLU",
     "Reshape",
     "SGD",

@@ -103,7 +103,6 @@ def check_layer_gradients(
 
     layer.forward(x)
     dx = layer.backward(g)
-    grads = layer.gradients()
     results = [
         _compare(
             f"{layer.label} dE/dX",
@@ -113,19 +112,23 @@ def check_layer_gradients(
             rtol,
         )
     ]
-    for name, value in layer.parameters().items():
+    for leaf in layer.leaves():  # a container's parameters live in its layers
+        grads = leaf.gradients()
+        for name, value in leaf.parameters().items():
 
-        def f(p, name=name):
-            saved = getattr(layer, name)
-            setattr(layer, name, p)
-            try:
-                return scalar(layer.forward(x))
-            finally:
-                setattr(layer, name, saved)
+            def f(p, leaf=leaf, name=name):
+                saved = getattr(leaf, name)
+                setattr(leaf, name, p)
+                try:
+                    return scalar(layer.forward(x))
+                finally:
+                    setattr(leaf, name, saved)
 
-        results.append(
-            _compare(f"{layer.label} dE/d{name}", grads[name], numerical_gradient(f, value, eps), atol, rtol)
-        )
+            results.append(
+                _compare(
+                    f"{leaf.label} dE/d{name}", grads[name], numerical_gradient(f, value, eps), atol, rtol
+                )
+            )
     return results
 
 

@@ -21,10 +21,11 @@ from collections.abc import KeysView
 from . import backend, checkpoint, init, optim, schedules
 from . import callbacks as cb
 from . import losses as _losses
-from ._validate import float_dtype, integer
+from ._validate import float_dtype, integer, positive
 from .backend import Array, DeviceLike
 from .data import DataSource, batch_slices, device_indices, num_batches
-from .layers.base import Layer
+from .descent import descend
+from .layers.base import Layer, register
 
 __all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential", "load"]
 
@@ -104,7 +105,8 @@ def _callback_list(callbacks) -> list:
     return items
 
 
-class Sequential:
+@register
+class Sequential(Layer):
     """A chain of layers on one device and dtype.
 
     Args:
@@ -138,7 +140,10 @@ class Sequential:
                 raise TypeError(
                     f"Sequential: expected xpcnn layers. Received {type(layer).__name__} at position {i}."
                 )
-        if len({id(layer) for layer in layers}) != len(layers):
+        leaves = [leaf for layer in layers for leaf in layer.leaves()]
+        if len({id(layer) for layer in layers}) != len(layers) or len({id(leaf) for leaf in leaves}) != len(
+            leaves
+        ):
             raise ValueError("Sequential: the same layer object appears twice; create one object per layer.")
         if dtype is None:
             found = {layer.dtype for layer in layers if layer.param_names}
@@ -150,8 +155,10 @@ class Sequential:
             dtype = found.pop() if found else "float32"
         self.dtype = float_dtype(dtype, where="Sequential")
         self.layers = layers
+        self.index: int | str | None = None  # set when this model is a layer of another
+        self._input = None
         for i, layer in enumerate(layers):
-            layer.index = i
+            layer._set_index(i)
         self.placement = backend.placement(device)
         for layer in layers:
             layer.to(self.placement, self.dtype)
@@ -163,6 +170,7 @@ class Sequential:
         self.stop_reason: str | None = None  # set by a callback that stops training
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
         self._validated: set = set()  # (per-sample shape, dtype) that went through every check
+        self._leaves = self.leaves()
         self._output_shape: tuple | None = None  # of the last forward
         if input_shape is not None:
             self.build(input_shape)
@@ -193,7 +201,7 @@ class Sequential:
         return self
 
     @property
-    def built(self) -> bool:
+    def built(self) -> bool:  # type: ignore[override]
         """Whether every layer knows its sizes (and has its parameters)."""
         return all(layer.built for layer in self.layers)
 
@@ -211,7 +219,7 @@ class Sequential:
         return self.train(False)
 
     @property
-    def training(self) -> bool:
+    def training(self) -> bool:  # type: ignore[override]
         """True when every layer is in training mode."""
         return all(layer.training for layer in self.layers)
 
@@ -241,25 +249,51 @@ class Sequential:
         return self.layers[i]
 
     def parameters(self) -> dict:
-        """``{"<layer index>.<name>": array}``, e.g. ``"0.weights"``: the arrays themselves."""
+        """``{"<layer index>.<name>": array}``, e.g. ``"0.weights"`` (``"3.1.weights"`` inside a
+        nested block): the arrays themselves."""
         return {
             f"{i}.{name}": p for i, layer in enumerate(self.layers) for name, p in layer.parameters().items()
         }
 
+    def state(self) -> dict:
+        """Non-trainable arrays (running statistics), named as :meth:`parameters` names them."""
+        return {f"{i}.{name}": p for i, layer in enumerate(self.layers) for name, p in layer.state().items()}
+
+    @property
+    def param_names(self) -> tuple:  # type: ignore[override]
+        """The names of :meth:`parameters` (empty when nothing here is trainable)."""
+        return tuple(self.parameters())
+
+    @property
+    def grads(self) -> dict:  # type: ignore[override]
+        """The gradients of the last backward, named as :meth:`parameters` names them."""
+        return {f"{i}.{name}": g for i, layer in enumerate(self.layers) for name, g in layer.grads.items()}
+
+    def leaves(self) -> list:
+        """The layers that are not containers, depth first: what an optimizer steps."""
+        return [leaf for layer in self.layers for leaf in layer.leaves()]
+
     def parameter_count(self) -> int:
         return sum(layer.parameter_count() for layer in self.layers)
+
+    def set_parameters(self, values: dict) -> None:
+        raise TypeError(
+            "Sequential.set_parameters: set the parameters of its layers, e.g. model.layers[0].set_parameters(...)."
+        )
+
+    set_state = set_tensors = set_parameters
 
     def copy_parameters(self) -> list[dict]:
         """Device copies of every layer's parameters and state (running statistics), for
         :meth:`restore_parameters`."""
         xp = self.placement.xp
-        return [{k: xp.asarray(v, copy=True) for k, v in layer.tensors().items()} for layer in self.layers]
+        return [{k: xp.asarray(v, copy=True) for k, v in leaf.tensors().items()} for leaf in self.leaves()]
 
     def restore_parameters(self, saved: list[dict]) -> None:
         """Put back parameters and state from :meth:`copy_parameters` (same device and dtype)."""
-        for layer, values in zip(self.layers, saved, strict=True):
+        for leaf, values in zip(self.leaves(), saved, strict=True):
             for name, value in values.items():
-                setattr(layer, name, value)
+                setattr(leaf, name, value)
 
     def to(self, device: DeviceLike = None, dtype: str | None = None) -> Sequential:
         """Move (and optionally cast) every parameter *and* the optimizer's state.  Returns self."""
@@ -302,15 +336,16 @@ class Sequential:
         """``Y = layer_L(... layer_1(X))`` for a batch ``x`` already on the model's device."""
         self._check_device_input(x, "x", "forward")
         with self.placement.activate():
-            return self._forward(x)
+            return self._chain_forward(x)
 
     __call__ = forward
 
-    def _forward(self, x):
+    def _chain_forward(self, x):
         """The layers in order.  The first batch of each per-sample shape and dtype runs every
         layer's validated ``forward``; once it went through, batches of that shape and dtype
         run the trusted ``_forward`` of each layer (the shapes between layers are then known
         to fit).  ``to()`` forgets what was validated."""
+        self._input = x  # (as a layer inside another model: its backward checks it)
         key = (tuple(x.shape[1:]), backend.dtype_name(x.dtype))
         if key in self._validated:
             xp = self.placement.xp
@@ -323,9 +358,13 @@ class Sequential:
         self._output_shape = tuple(x.shape)
         return x
 
-    def backward(self, loss_gradient: Array, input_gradient: bool = True) -> Array | None:
+    def backward(
+        self, loss_gradient: Array, learning_rate: float | None = None, *, input_gradient: bool = True
+    ) -> Array | None:
         """Backpropagate ``dE/dY`` (device array, the shape of the last forward's output) through
-        the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``.
+        the layers in reverse (eq. 5); each stores ``dE/dW`` (eq. 4).  Returns ``dE/dX``.  With
+        ``learning_rate`` every parameter then takes the notes' plain step (eq. 1), as
+        ``Layer.backward`` does.
 
         With ``input_gradient=False`` (what ``fit`` does) ``dE/dX`` of the model's input is not
         wanted: the layers before the first one with parameters are not run backward, that
@@ -352,10 +391,44 @@ class Sequential:
         for layer in layers[stop:]:
             if layer._input is None:
                 raise RuntimeError(f"{layer.label}: backward() was called before forward().")
+        if learning_rate is not None:  # checked first: bad input changes nothing
+            learning_rate = positive(learning_rate, "learning_rate", "Sequential.backward")
         with self.placement.activate():
-            return self._backward(loss_gradient, input_gradient)
+            dx = self._chain_backward(loss_gradient, input_gradient)
+            if learning_rate is not None:
+                for leaf in self.leaves():
+                    for name, grad in leaf.grads.items():
+                        setattr(leaf, name, descend(getattr(leaf, name), grad, learning_rate))
+        return dx
 
-    def _backward(self, gradient, input_gradient: bool = True):
+    # ------------------------------------------------- as a layer inside another model
+    def _forward(self, xp, x):
+        return self._chain_forward(x)
+
+    def _backward(self, xp, output_gradient, input_gradient: bool):
+        return self._chain_backward(output_gradient, input_gradient)
+
+    def check_input_shape(self, input_shape: tuple) -> None:
+        self.output_shape(input_shape)
+
+    child_slots = ("layers",)
+
+    def _set_index(self, index) -> None:
+        self.index = index
+        for i, layer in enumerate(self.layers):
+            layer._set_index(i if index is None else f"{index}.{i}")
+
+    def children(self) -> dict:
+        return {"layers": list(self.layers)}
+
+    @classmethod
+    def from_children(cls, config: dict, children: dict) -> Sequential:
+        return cls(children["layers"], **config)
+
+    def config(self) -> dict:
+        return {}
+
+    def _chain_backward(self, gradient, input_gradient: bool = True):
         """The trusted backward chain (the gradient comes from a loss or from the layers)."""
         layers = self.layers
         stop = 0
@@ -415,11 +488,11 @@ class Sequential:
     def _train_step(self, x, y, value_and_gradient, check):
         """The step itself.  ``check(E)`` is the non-finite policy: it returns ``None`` (apply
         the update) or a device boolean that masks it, or raises before anything changes."""
-        prediction = self._forward(x)  # eq. 12-17, layer by layer
+        prediction = self._chain_forward(x)  # eq. 12-17, layer by layer
         value, gradient = value_and_gradient(prediction, y)  # E and dE/dY
         mask = check(value)
-        self._backward(gradient, input_gradient=False)  # eq. 4-5; dE/dX of the data is unused
-        self.optimizer.step(self.layers, mask=mask)  # eq. 1, or one of its refinements
+        self._chain_backward(gradient, input_gradient=False)  # eq. 4-5; dE/dX of the data is unused
+        self.optimizer.step(self._leaves, mask=mask)  # eq. 1, or one of its refinements
         return value, prediction
 
     # -------------------------------------------------------------- resolving
@@ -489,10 +562,11 @@ class Sequential:
         xs = self._source(x, "x", "predict", target=False)
         with self.placement.activate(), self._mode(False):
             outputs = [
-                self._forward(xs.take(index)) for index in batch_slices(len(xs), batch_size, shuffle=False)
+                self._chain_forward(xs.take(index))
+                for index in batch_slices(len(xs), batch_size, shuffle=False)
             ]
             if not outputs:  # no samples: an empty batch through the layers
-                return self._forward(xs.take(slice(0, 0)))
+                return self._chain_forward(xs.take(slice(0, 0)))
             return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
 
     # -------------------------------------------------------------- evaluate
@@ -516,7 +590,7 @@ class Sequential:
         with self.placement.activate(), self._mode(False):
             for index in batch_slices(len(xs), batch_size, shuffle=False):
                 xb, yb = xs.take(index), ys.take(index)
-                prediction = self._forward(xb)
+                prediction = self._chain_forward(xb)
                 size = int(xb.shape[0])
                 if value is not None:
                     sums["loss"] = sums["loss"] + value(prediction, yb) * size
@@ -711,6 +785,9 @@ class Sequential:
     # --------------------------------------------------------------- summary
     def _first_input_shape(self):
         first = self.layers[0]
+        inner = getattr(first, "_first_input_shape", None)
+        if inner is not None:  # a block: its own first layer tells
+            return inner()
         for attr in ("input_shape",):
             shape = getattr(first, attr, None)
             if shape is not None:

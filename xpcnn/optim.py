@@ -96,12 +96,12 @@ class Optimizer:
             ) from None
         for i, layer in enumerate(layers):
             if not (
-                callable(getattr(layer, "parameters", None))
-                and isinstance(getattr(layer, "grads", None), dict)
+                callable(getattr(layer, "leaves", None)) and isinstance(getattr(layer, "grads", None), dict)
             ):
                 raise TypeError(
                     f"{name}.step: expected xpcnn layers, received {type(layer).__name__} at position {i}."
                 )
+        layers = [leaf for layer in layers for leaf in layer.leaves()]  # a block steps its layers
         lr = self.schedule(self.iterations)
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(
@@ -189,7 +189,8 @@ class Optimizer:
         """Forget the stored gradients of ``layers`` (``step`` then refuses to run until the
         next ``backward``)."""
         for layer in layers:
-            layer.grads = {}
+            for leaf in layer.leaves():
+                leaf.grads = {}
 
     def reset(self) -> None:
         """Drop all state (velocities, moments) and restart the step counter at 0; a

@@ -37,7 +37,7 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 # ---------------------------------------------------------------------------------- saving
 def _layers_of(model) -> list:
-    if isinstance(model, Layer):
+    if isinstance(model, Layer) and not hasattr(model, "layers"):
         return [model]
     layers = getattr(model, "layers", model)
     try:
@@ -97,14 +97,29 @@ def _expected_shapes(cls, config: dict, where: str) -> dict:
         raise Bad(f"{where}: invalid config: {exc}") from None
 
 
-def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]]]:
-    """The content keys of the header and the named host tensors of ``model`` (a
-    ``Sequential``, a list of layers or one layer)."""
-    layers, metadata, dtype = _layers_of(model), _check_metadata(metadata), _model_dtype(model)
-    architecture, tensors = [], []
+def _leaf_entry(layer, where: str) -> tuple[dict, dict]:
+    """The architecture entry and the tensors of a layer that is not a container."""
+    kind = type(layer).__name__
+    try:
+        config = json.loads(json.dumps(layer.config(), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise Bad(f"{where}: config() is not JSON-serialisable ({exc})") from None
+    if not isinstance(config, dict):
+        raise Bad(f"{where}: config() must return a dict, returned {type(config).__name__}")
+    tensors = layer.tensors()  # the parameters and the state (running statistics)
+    _compare_shapes(where, _expected_shapes(type(layer), config, where),
+                    {k: tuple(v.shape) for k, v in tensors.items()})  # fmt: skip
+    return {"type": kind, "config": config}, tensors
+
+
+def _describe(layers: list, prefix: str, leaves: list) -> list:
+    """The architecture entries of ``layers`` (containers nest their children); every leaf's
+    ``(where, tensors)`` is appended to ``leaves``: its tensors are then named
+    ``layers.<k>.<name>``, ``k`` counting the leaves depth first."""
+    entries = []
     for i, layer in enumerate(layers):
         kind = type(layer).__name__
-        where = f"layer {i} ({kind})"
+        where = f"layer {prefix}{i} ({kind})"
         if not layer.built:
             raise Bad(
                 f"{where} is not built yet (its sizes come from its first input); build the model "
@@ -115,20 +130,31 @@ def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]
                 f"{where} is not in the layer registry (xpcnn.layers.REGISTRY); register the class "
                 "with @xpcnn.layers.register so that checkpoints can rebuild it by name"
             )
-        try:
-            config = json.loads(json.dumps(layer.config(), allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise Bad(f"{where}: config() is not JSON-serialisable ({exc})") from None
-        if not isinstance(config, dict):
-            raise Bad(f"{where}: config() must return a dict, returned {type(config).__name__}")
-        params = layer.tensors()  # the parameters and the state (running statistics)
-        _compare_shapes(where, _expected_shapes(type(layer), config, where),
-                        {k: tuple(v.shape) for k, v in params.items()})  # fmt: skip
-        architecture.append({"type": kind, "config": config})
-        for name, value in params.items():
+        children = layer.children()
+        if children:
+            entries.append({"type": kind, "config": layer.config(),
+                            "children": {slot: _describe(inner, f"{prefix}{i}.{slot}.", leaves)
+                                         for slot, inner in children.items()}})  # fmt: skip
+            continue
+        entry, params = _leaf_entry(layer, where)
+        entries.append(entry)
+        for name in params:
             if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
                 raise Bad(f"{where}: parameter name {name!r} is not an identifier")
-            tensors.append((f"layers.{i}.{name}", _host_tensor(value, f"{where} parameter {name!r}")))
+        leaves.append((where, params))  # leaf number len(leaves) - 1
+    return entries
+
+
+def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+    """The content keys of the header and the named host tensors of ``model`` (a
+    ``Sequential``, a list of layers or one layer)."""
+    layers, metadata, dtype = _layers_of(model), _check_metadata(metadata), _model_dtype(model)
+    leaves: list = []
+    architecture = _describe(layers, "", leaves)
+    tensors = []
+    for k, (where, params) in enumerate(leaves):
+        for name, value in params.items():
+            tensors.append((f"layers.{k}.{name}", _host_tensor(value, f"{where} parameter {name!r}")))
     from .. import __version__
 
     body = {"xpcnn_version": __version__, "architecture": architecture, "metadata": metadata}
@@ -137,7 +163,42 @@ def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]
     return body, tensors
 
 
-def _check_architecture(header: dict) -> list:
+def _check_entries(entries, path: str, counter: list) -> None:
+    """Check architecture ``entries`` (recursively into containers); ``counter[0]`` counts the
+    leaves, bounded by :data:`MAX_LAYERS`."""
+    if not isinstance(entries, list):
+        raise Bad(f"{path or 'architecture'} must be a list, found {type(entries).__name__}")
+    known = ", ".join(sorted(REGISTRY))
+    for i, entry in enumerate(entries):
+        where = f"{path}{i}"
+        if not isinstance(entry, dict):
+            raise Bad(f"architecture entry {where} must be an object")
+        kind = entry.get("type")
+        if not isinstance(kind, str) or kind not in REGISTRY:
+            hint = " (module paths are never imported)" if isinstance(kind, str) and "." in kind else ""
+            raise Bad(
+                f"layer {where}: unknown layer type {kind!r:.80}{hint}; a checkpoint can only name "
+                f"registered layer types: {known}"
+            )
+        if not isinstance(entry.get("config"), dict):
+            raise Bad(f"layer {where} ({kind}): 'config' must be an object")
+        slots = REGISTRY[kind].child_slots
+        children = entry.get("children")
+        if slots:
+            if not isinstance(children, dict) or not set(children) <= set(slots) or slots[0] not in children:
+                raise Bad(f"layer {where} ({kind}): 'children' must be an object with {list(slots)}")
+            for slot, inner in children.items():
+                _check_entries(inner, f"{where}.{slot}.", counter)
+        else:
+            if children is not None:
+                raise Bad(f"layer {where} ({kind}) is not a container but has 'children'")
+            counter[0] += 1
+            if counter[0] > MAX_LAYERS:
+                raise Bad(f"the architecture has more than {MAX_LAYERS} layers, the limit")
+
+
+def _check_architecture(header: dict) -> tuple[list, int]:
+    """The architecture and its number of leaves (layers that hold tensors)."""
     architecture = header.get("architecture")
     if not isinstance(architecture, list):
         raise Bad(f"'architecture' must be a list, found {type(architecture).__name__}")
@@ -145,20 +206,9 @@ def _check_architecture(header: dict) -> list:
         raise Bad("the architecture has no layers")
     if len(architecture) > MAX_LAYERS:
         raise Bad(f"the architecture has {len(architecture)} layers, more than the limit {MAX_LAYERS}")
-    known = ", ".join(sorted(REGISTRY))
-    for i, entry in enumerate(architecture):
-        if not isinstance(entry, dict):
-            raise Bad(f"architecture entry {i} must be an object")
-        kind = entry.get("type")
-        if not isinstance(kind, str) or kind not in REGISTRY:
-            hint = " (module paths are never imported)" if isinstance(kind, str) and "." in kind else ""
-            raise Bad(
-                f"layer {i}: unknown layer type {kind!r:.80}{hint}; a checkpoint can only name "
-                f"registered layer types: {known}"
-            )
-        if not isinstance(entry.get("config"), dict):
-            raise Bad(f"layer {i} ({kind}): 'config' must be an object")
-    return architecture
+    counter = [0]
+    _check_entries(architecture, "", counter)
+    return architecture, counter[0]
 
 
 def _check_dtype_entry(header: dict) -> None:
@@ -188,7 +238,7 @@ def _by_layer(tensors: dict, n_layers: int) -> dict:
     return by_layer
 
 
-def _build_layer(i: int, entry: dict, stored: dict, data: bytearray) -> Layer:
+def _build_layer(i: int | str, entry: dict, stored: dict, data: bytearray) -> Layer:
     kind, config = entry["type"], entry["config"]
     where = f"layer {i} ({kind})"
     cls = REGISTRY[kind]
@@ -224,30 +274,51 @@ def _compare_shapes(where: str, expected: dict, stored: dict) -> None:
 
 def _check_content(header: dict) -> None:
     """The model's header keys, checked before the format reads the tensor table."""
-    architecture = _check_architecture(header)
+    _, leaves = _check_architecture(header)
     tensors = header.get("tensors")
     if isinstance(tensors, dict):
-        _by_layer(tensors, len(architecture))  # the names and layer indices
+        _by_layer(tensors, leaves)  # the names and layer indices
     _check_metadata_entry(header)
     _check_dtype_entry(header)
+
+
+def _build(entries: list, prefix: str, by_layer: dict, data: bytearray, counter: list) -> list[Layer]:
+    """The layers of ``entries``: leaves built from their tensors (leaf ``counter[0]``, depth
+    first), containers from their children."""
+    layers = []
+    for i, entry in enumerate(entries):
+        cls = REGISTRY[entry["type"]]
+        if cls.child_slots:
+            children = {slot: _build(inner, f"{prefix}{i}.{slot}.", by_layer, data, counter)
+                        for slot, inner in entry["children"].items()}  # fmt: skip
+            try:
+                layers.append(cls.from_children(entry["config"], children))
+            except (TypeError, ValueError, KeyError) as exc:
+                raise Bad(
+                    f"layer {prefix}{i} ({entry['type']}): the configuration does not build it ({exc})"
+                ) from None
+            continue
+        k = counter[0]
+        counter[0] += 1
+        layers.append(_build_layer(f"{prefix}{i}", entry, by_layer.get(k, {}), data))
+    return layers
 
 
 def read_layers(path) -> tuple[dict, list[Layer]]:
     """Validate and read ``path``: its header and its layers, on the host (raises ``Bad``)."""
     header, tensors, data = fmt.read(path, _check_content)
     assert data is not None
-    architecture = header["architecture"]
-    by_layer = _by_layer(tensors, len(architecture))
-    layers = [_build_layer(i, entry, by_layer.get(i, {}), data) for i, entry in enumerate(architecture)]
+    architecture, count = _check_architecture(header)
+    by_layer = _by_layer(tensors, count)
+    layers = _build(architecture, "", by_layer, data, [0])
+    leaves = [leaf for layer in layers for leaf in layer.leaves()]
     dtype = header.get("dtype")
-    found = sorted({layer.dtype for layer in layers if layer.param_names})
+    found = sorted({leaf.dtype for leaf in leaves if leaf.param_names})
     if dtype is None and len(found) > 1:
         raise Bad(f"the layers have different dtypes {found}; a model has one dtype")
-    for i, layer in enumerate(layers):
-        if dtype is not None and layer.param_names and layer.dtype != dtype:
-            raise Bad(
-                f"layer {i} ({type(layer).__name__}) has dtype {layer.dtype} but the model's dtype is {dtype}"
-            )
+    for leaf in leaves:
+        if dtype is not None and leaf.param_names and leaf.dtype != dtype:
+            raise Bad(f"{leaf.label} has dtype {leaf.dtype} but the model's dtype is {dtype}")
     return header, layers
 
 

@@ -57,6 +57,9 @@ class Layer:
     """
 
     param_names: tuple[str, ...] = ()
+    #: A container's named lists of layers (``Sequential``: ``("layers",)``; ``Residual``:
+    #: ``("block", "shortcut")``); empty for a layer that holds tensors itself.
+    child_slots: tuple[str, ...] = ()
     #: Non-trainable arrays (running statistics): moved by ``to()``, saved in checkpoints,
     #: never touched by optimizers.
     state_names: tuple[str, ...] = ()
@@ -65,7 +68,7 @@ class Layer:
         self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)
         self.placement = backend.placement("cpu")
         self.grads: dict = {}
-        self.index: int | None = None  # set by Sequential, used in error messages
+        self.index: int | str | None = None  # set by Sequential ("3" or "3.block.1"), for messages
         self._input = None
         self.training = True  # the mode: train() / eval()
         self.built = True  # False for a layer whose sizes are inferred from its first input
@@ -82,14 +85,15 @@ class Layer:
         return self.train(False)
 
     # ------------------------------------------------------------ shape inference
-    def build(self, input_shape: tuple) -> None:
+    def build(self, input_shape: tuple) -> Layer:
         """Create the parameters for inputs of per-sample shape ``input_shape``, once (a layer
         whose sizes were all given is built at construction).  Parameters come from the seed
         given at construction, so ``Dense(10, seed=0)`` built for 4 inputs equals
-        ``Dense(4, 10, seed=0)``, on every backend."""
+        ``Dense(4, 10, seed=0)``, on every backend.  Returns self."""
         if not self.built:
             self._build(tuple(int(s) for s in input_shape))
             self.built = True
+        return self
 
     def _build(self, input_shape: tuple) -> None:
         """Set the inferred sizes and create the parameters (on ``self.placement``, in
@@ -138,6 +142,24 @@ class Layer:
         if not self.built:
             return {}
         return {name: getattr(self, name) for name in self.state_names}
+
+    def leaves(self) -> list:
+        """The layers an optimizer steps: ``[self]``; a container (``Sequential``,
+        ``Residual``) gives its layers', depth first."""
+        return [self]
+
+    def _set_index(self, index) -> None:
+        """Set the position used in error messages (``"layer 3.block.1 (Dense)"``)."""
+        self.index = index
+
+    def children(self) -> dict:
+        """A container's ``{slot: [layers]}`` (what checkpoints nest); ``{}`` for other layers."""
+        return {}
+
+    @classmethod
+    def from_children(cls, config: dict, children: dict) -> Layer:
+        """Rebuild a container from its ``config()`` and its ``children()`` (checkpoints)."""
+        raise TypeError(f"{cls.__name__} is not a container")
 
     def tensors(self) -> dict:
         """Every array a checkpoint holds: :meth:`parameters` and :meth:`state`."""
@@ -295,8 +317,9 @@ class Layer:
         input_gradient = bool(input_gradient)
         dx = self._backward(xp, output_gradient, input_gradient)
         if learning_rate is not None:
-            for name, grad in self.grads.items():
-                setattr(self, name, descent.descend(getattr(self, name), grad, learning_rate))
+            for leaf in self.leaves():  # a container's parameters live in its layers
+                for name, grad in leaf.grads.items():
+                    setattr(leaf, name, descent.descend(getattr(leaf, name), grad, learning_rate))
         return dx if input_gradient else None
 
     def _backward(self, xp, output_gradient, input_gradient: bool):
