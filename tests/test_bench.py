@@ -46,7 +46,7 @@ def test_quick_json_structure(quick):
     settings = result["settings"]
     assert settings["dtype"] == "float32" and settings["peak_gflops"] == bench.PEAK_GFLOPS
     names = [c["case"] for c in result["cases"]]
-    assert names == [name for name, *_ in bench.CONV_CASES] + [bench.STEP_CASE]
+    assert names == [name for name, *_ in bench.CONV_CASES] + [bench.STEP_CASE, bench.RESNET_CASE]
     have_torch = result["machine"]["torch"] is not None
     for case in result["cases"]:
         n = settings["batch"]
@@ -57,11 +57,16 @@ def test_quick_json_structure(quick):
             assert case["speedup_vs_tutorial"] == pytest.approx(
                 case["tutorial"]["median_ms"] / case["xpcnn"]["median_ms"]
             )
+        elif case["case"] == bench.RESNET_CASE:
+            assert case["flops"] == bench.resnet_flops(n)
         else:
             assert case["flops"] == bench.step_flops(n)
-        _check_stats(case["xpcnn"], case["flops"], settings["repeats"] * settings["rounds"])
+        repeats = (
+            settings["repeats"] if case["case"] != bench.RESNET_CASE else max(3, settings["repeats"] // 4)
+        )
+        _check_stats(case["xpcnn"], case["flops"], repeats * settings["rounds"])
         if have_torch:
-            _check_stats(case["torch"], case["flops"], settings["repeats"] * settings["rounds"])
+            _check_stats(case["torch"], case["flops"], repeats * settings["rounds"])
             assert case["ratio_to_torch"] == pytest.approx(
                 case["xpcnn"]["median_ms"] / case["torch"]["median_ms"]
             )

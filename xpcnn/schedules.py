@@ -27,13 +27,14 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from ._validate import non_negative, non_negative_int, positive, positive_int
+from ._validate import non_negative, non_negative_int, positive, positive_int, unit_interval
 
 __all__ = [
     "Constant",
     "CosineDecay",
     "ExponentialDecay",
     "LinearWarmup",
+    "OneCycle",
     "ReduceOnPlateau",
     "Schedule",
     "StepDecay",
@@ -139,6 +140,43 @@ class CosineDecay(Schedule):
 
     def config(self):
         return {"initial": self.initial, "decay_steps": self.decay_steps, "final": self.final}
+
+
+class OneCycle(Schedule):
+    """The one-cycle policy (Smith and Topin, 2019), as PyTorch's ``OneCycleLR`` with cosine
+    annealing: from ``max_lr / div_factor`` up to ``max_lr`` over the first ``pct_start`` of
+    ``total_steps``, then down to ``max_lr / (div_factor * final_div_factor)`` at the last
+    step (then constant).  Each phase is half a cosine, ``a + (b - a) (1 - cos(pi p)) / 2``
+    for progress ``p`` in [0, 1]."""
+
+    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4):  # fmt: skip
+        self.max_lr = positive(max_lr, "max_lr", "OneCycle")
+        self.total_steps = positive_int(total_steps, "total_steps", "OneCycle")
+        self.pct_start = unit_interval(pct_start, "pct_start", where="OneCycle")
+        self.div_factor = positive(div_factor, "div_factor", "OneCycle")
+        self.final_div_factor = positive(final_div_factor, "final_div_factor", "OneCycle")
+        self.initial = self.max_lr / self.div_factor
+        self.final = self.initial / self.final_div_factor
+        self._peak = float(self.pct_start * self.total_steps) - 1  # the step at max_lr
+        if not 0 < self._peak < self.total_steps - 1:
+            raise ValueError(
+                f"OneCycle: pct_start * total_steps must leave both phases at least one step. Received "
+                f"pct_start={pct_start!r}, total_steps={total_steps!r}."
+            )
+
+    def value(self, step):
+        step = min(step, self.total_steps - 1)
+        if step <= self._peak:
+            a, b, p = self.initial, self.max_lr, step / self._peak
+        else:
+            a, b = self.max_lr, self.final
+            p = (step - self._peak) / (self.total_steps - 1 - self._peak)
+        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    def config(self):
+        return {"max_lr": self.max_lr, "total_steps": self.total_steps, "pct_start": self.pct_start,
+                "div_factor": self.div_factor, "final_div_factor": self.final_div_factor}  # fmt: skip
 
 
 class LinearWarmup(Schedule):

@@ -22,9 +22,22 @@ import time
 import numpy as np
 
 from . import datasets, optim, schedules
-from .layers import Convolutional, Dense, Flatten, MaxPool2D, ReLU, Reshape, Sigmoid, Tanh
+from .layers import (
+    BatchNorm,
+    Convolutional,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Tanh,
+)
 from .losses import Accuracy, BinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import History, Sequential
+from .residual import Residual
 
 __all__ = [
     "RECIPES",
@@ -33,6 +46,7 @@ __all__ = [
     "binary_cnn",
     "device_argument",
     "digits_cnn",
+    "digits_resnet",
     "load_task",
     "train",
     "xor_data",
@@ -123,6 +137,49 @@ def digits_cnn(
     )
 
 
+def _block(depth: int, stride: int, project: bool, seed: int) -> list:
+    block = [
+        Convolutional(3, depth, stride=stride, padding=1, bias="none", init="he_normal", seed=seed),
+        BatchNorm(),
+        ReLU(),
+        Convolutional(3, depth, padding=1, bias="none", init="he_normal", seed=seed + 1),
+        BatchNorm(),
+    ]
+    shortcut = None
+    if project:
+        shortcut = [
+            Convolutional(1, depth, stride=stride, bias="none", init="he_normal", seed=seed + 2),
+            BatchNorm(),
+        ]
+    return [Residual(block, shortcut), ReLU()]
+
+
+def digits_resnet(
+    *, widths=(16, 32, 64), dropout: float = 0.2, seed: int = 0, device="cpu", dtype: str = "float32"
+) -> Sequential:
+    """A small residual network for 10 classes, ``(N, 1, 28, 28) -> (N, 10)`` logits, written
+    without computing a size by hand (every size is inferred from ``input_shape``).
+
+    A stem (3x3 Convolutional -> BatchNorm -> ReLU, ``widths[0]`` channels), then one residual
+    block per width (He et al., 2016: ``relu(B(x) + S(x))``, ``B`` two 3x3 convolutions with
+    BatchNorm, ``S`` the identity or, where the width changes, a strided 1x1 convolution with
+    BatchNorm); the second and later blocks halve the resolution (28 -> 14 -> 7).  Then
+    GlobalAvgPool2D -> Dropout -> Dense(10).  Kernels use He initialization (ReLU network).
+    """
+    layers = [
+        Convolutional(3, widths[0], padding=1, bias="none", init="he_normal", seed=seed),
+        BatchNorm(),
+        ReLU(),
+    ]
+    previous = widths[0]
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        layers += _block(width, stride, width != previous or stride != 1, seed + 10 * (i + 1))
+        previous = width
+    layers += [GlobalAvgPool2D(), Dropout(dropout, seed=seed), Dense(10, seed=seed + 99)]
+    return Sequential(layers, device=device, dtype=dtype, input_shape=(1, 28, 28))
+
+
 # ------------------------------------------------------------------------------- recipes
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -142,20 +199,23 @@ class Recipe:
     smoke_train: int
 
     def build(self, *, seed: int = 0, device="cpu") -> Sequential:
-        return (
-            binary_cnn(seed=seed, device=device)
-            if self.name == "binary"
-            else digits_cnn(seed=seed, device=device)
-        )
+        if self.name == "binary":
+            return binary_cnn(seed=seed, device=device)
+        if self.name == "resnet":
+            return digits_resnet(seed=seed, device=device)
+        return digits_cnn(seed=seed, device=device)
 
     def loss(self):
         return BinaryCrossEntropy() if self.name == "binary" else SoftmaxCrossEntropy()
 
     def optimizer(self, steps: int):
         """Plain gradient descent (eq. 1) for the notes' network; Adam with a cosine decay over
-        the ``steps`` of the run for the 10-class one."""
+        the ``steps`` of the run for the 10-class CNN, with the one-cycle schedule for the
+        residual network."""
         if self.name == "binary":
             return optim.SGD(self.learning_rate)
+        if self.name == "resnet":
+            return optim.Adam(schedules.OneCycle(self.learning_rate, total_steps=steps))
         return optim.Adam(
             schedules.CosineDecay(self.learning_rate, decay_steps=steps, final=self.learning_rate / 20)
         )
@@ -184,6 +244,19 @@ RECIPES = {
         learning_rate=0.002,
         smoke_epochs=2,
         smoke_train=1000,
+    ),
+    "resnet": Recipe(
+        name="resnet",
+        description=(
+            "10 digits, a residual network (3 residual blocks of 16/32/64 channels with BatchNorm, "
+            "GlobalAvgPool2D, Dropout 0.2; Adam with a one-cycle schedule)"
+        ),
+        classes=None,
+        epochs=12,
+        batch_size=64,
+        learning_rate=0.01,
+        smoke_epochs=1,
+        smoke_train=512,
     ),
 }
 

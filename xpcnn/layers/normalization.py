@@ -123,13 +123,13 @@ class BatchNorm(Layer):
     def _backward(self, xp, output_gradient, input_gradient):
         g, x_hat, nd = output_gradient, self._x_hat, output_gradient.ndim
         axes = (0, *range(2, nd))
-        self.grads = {"gamma": xp.sum(g * x_hat, axis=axes), "beta": xp.sum(g, axis=axes)}  # eq. 27
+        dgamma, dbeta = xp.sum(g * x_hat, axis=axes), xp.sum(g, axis=axes)
+        self.grads = {"gamma": dgamma, "beta": dbeta}  # eq. 27
         if not input_gradient:
             return None
-        h = g * self._channel(xp, self.gamma, nd)
-        scale = self._channel(xp, self._inv_std, nd)
+        scale = self._channel(xp, self.gamma * self._inv_std, nd)
         if not self._batch_statistics:  # the forward ran in evaluation mode
-            return h * scale  # eq. 28
-        mean_h = xp.mean(h, axis=axes, keepdims=True)
-        mean_hx = xp.mean(h * x_hat, axis=axes, keepdims=True)
-        return (h - mean_h - x_hat * mean_hx) * scale  # eq. 29
+            return g * scale  # eq. 28
+        # eq. 29 with h = gamma g: (1/M) sum h = gamma dbeta / M, (1/M) sum h x_hat = gamma dgamma / M
+        m = math.prod(int(g.shape[i]) for i in axes)
+        return scale * (g - self._channel(xp, dbeta / m, nd) - x_hat * self._channel(xp, dgamma / m, nd))

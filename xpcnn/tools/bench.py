@@ -51,6 +51,8 @@ CONV_CASES = [
     ("conv 32->64 16x16", 32, 64, 16),
 ]
 STEP_CASE = "LeNet training step"
+#: The residual network of ``xpcnn.zoo.digits_resnet`` (issue 11), Adam, one step.
+RESNET_CASE = "ResNet training step"
 KERNEL = 3
 LEARNING_RATE = 0.01
 
@@ -177,6 +179,34 @@ def _xpcnn_step(n: int, seed: int = 0):
     return run
 
 
+def resnet_flops(n: int) -> float:
+    """FLOPs of the residual network's convolutions, forward + backward (3x), for ``n`` digits."""
+    from .. import zoo
+    from ..layers import Convolutional
+
+    total = 0
+    for leaf in zoo.digits_resnet(seed=0).leaves():
+        if isinstance(leaf, Convolutional):
+            o, c, kh, kw = leaf.kernels.shape
+            total += o * c * kh * kw * leaf.output_hw[0] * leaf.output_hw[1]
+    return 3 * 2 * n * total
+
+
+def _xpcnn_resnet_step(n: int, seed: int = 0):
+    import xpcnn
+    from xpcnn import zoo
+
+    model = zoo.digits_resnet(seed=seed).compile(loss=xpcnn.SoftmaxCrossEntropy(), optimizer=xpcnn.Adam(1e-3))
+    rng = np.random.default_rng(seed)
+    x = model.placement.asarray(rng.standard_normal((n, 1, 28, 28)), dtype="float32")
+    t = model.placement.asarray(rng.integers(0, 10, size=n))
+
+    def run():
+        model.train_step(x, t)
+
+    return run
+
+
 def _tutorial_conv(n: int, c: int, o: int, hw: int, seed: int = 0):
     from .. import testing as reference
 
@@ -241,6 +271,50 @@ def _torch_step(n: int, seed: int = 0):
     return run
 
 
+def _torch_resnet():
+    """The same residual network in PyTorch (the reference of issue 11)."""
+    import torch
+
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, c, stride):
+            super().__init__()
+            self.block = nn.Sequential(
+                nn.Conv2d(cin, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c),
+            )  # fmt: skip
+            same = cin == c and stride == 1
+            self.shortcut = nn.Identity() if same else nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False),
+                                                                     nn.BatchNorm2d(c))  # fmt: skip
+
+        def forward(self, x):
+            return torch.relu(self.block(x) + self.shortcut(x))
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, 10),
+    )  # fmt: skip
+
+
+def _torch_resnet_step(n: int, seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    model = _torch_resnet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(n, 1, 28, 28)
+    t = torch.randint(0, 10, (n,))
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), t).backward()
+        optimizer.step()
+
+    return run
+
+
 # ----------------------------------------------------------------------------- memory
 def _proc_status() -> dict:
     values = {}
@@ -279,10 +353,12 @@ def run_worker(impl: str, args) -> dict:
     """Time one implementation's cases (in this process); ``impl`` is xpcnn or torch."""
     conv = _xpcnn_conv if impl == "xpcnn" else _torch_conv
     step = _xpcnn_step if impl == "xpcnn" else _torch_step
+    resnet = _xpcnn_resnet_step if impl == "xpcnn" else _torch_resnet_step
     out = {}
     for name, c, o, hw in CONV_CASES:
         out[name] = measure(conv(args.batch, c, o, hw), args.repeats)
     out[STEP_CASE] = measure(step(args.batch), args.repeats)
+    out[RESNET_CASE] = measure(resnet(args.batch), max(3, args.repeats // 4), warmup=2)
     if impl == "xpcnn" and not args.no_tutorial:
         for name, c, o, hw in CONV_CASES:
             out[f"tutorial {name}"] = measure(
@@ -386,8 +462,11 @@ def collect(args) -> dict:
     torch_times = {name: summarize(t) for name, t in torch_runs.items()}
 
     cases = []
-    for name, c, o, hw in [*CONV_CASES, (STEP_CASE, None, None, None)]:
-        flops = step_flops(args.batch) if c is None else conv_flops(args.batch, c, o, hw)
+    for name, c, o, hw in [*CONV_CASES, (STEP_CASE, None, None, None), (RESNET_CASE, None, None, None)]:
+        if c is not None:
+            flops = conv_flops(args.batch, c, o, hw)
+        else:
+            flops = resnet_flops(args.batch) if name == RESNET_CASE else step_flops(args.batch)
         entry = {
             "case": name,
             "kind": "step" if c is None else "conv",
