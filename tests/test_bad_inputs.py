@@ -73,7 +73,7 @@ def _run(main, argv):
             rc = exc.code
     if rc not in (0, None):
         text = err.getvalue()
-        if "Traceback" in text or len(text.strip().splitlines()) > 3:
+        if "Traceback" in text or len(text.strip().splitlines()) > 8:  # argparse: usage + one error line
             raise AssertionError(f"the command printed more than a clean error:\n{text}")
         raise CommandFailed(text.strip())
     return rc

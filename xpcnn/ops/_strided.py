@@ -1,0 +1,110 @@
+"""The Array API cross-correlation for strides above 1: an unfold of strided slices.
+
+The flat-shift unfold (:mod:`xpcnn.ops._flat_shift`) computes every output of the stride-1
+grid and keeps every ``s``-th: ``s_h s_w`` times the products a strided layer needs (4x for
+the stride-2 convolutions of a residual network).  Here the unfold reads only the windows
+the stride visits: tap ``(i, j)`` of the kernel is the strided slice
+``Xpad[:, :, i : i + s_h (h_O - 1) + 1 : s_h, j : j + s_w (w_O - 1) + 1 : s_w]`` of the padded,
+channel-major input ``(c_I, n, h_P, w_P)``, so ``cols`` is ``(c_I h_K w_K, n h_O w_O)`` and
+
+* ``Y = K @ cols`` (eq. 17), ``(c_O, n h_O w_O)``;
+* ``dK = dY @ cols^T`` (eq. 18), ``dY`` read channel-major ``(c_O, n h_O w_O)``;
+* ``dX``: ``dcols = K^T @ dY``, then the fold, the transpose of the unfold: each tap's
+  ``(c_I, n, h_O, w_O)`` block is added into the same strided slice of a zero ``dXpad``,
+  whose interior is ``dX`` (eq. 20).
+
+The batch is processed in chunks whose unfolded matrix stays near :data:`CHUNK_BYTES`.
+Results are fresh contiguous NCHW arrays.  Only Array API functions are used.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .geometry import conv_output_size
+
+#: Target size in bytes of one unfolded chunk ``(c_I h_K w_K, m h_O w_O)``.
+CHUNK_BYTES = 4 << 20
+
+
+def _sizes(x, k, stride, padding):
+    n, c, h, w = (int(s) for s in x.shape)
+    o, _, kh, kw = (int(s) for s in k.shape)
+    (sh, sw), (ph, pw) = stride, padding
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    return n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow
+
+
+def _taps(kh, kw, sh, sw, oh, ow):
+    """The strided window slices of every tap ``(i, j)``, row-major (the kernels' order)."""
+    return [
+        (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def _chunks(n: int, per_sample: int) -> list:
+    size = max(1, min(n, CHUNK_BYTES // max(per_sample, 1)))
+    return [(a, min(a + size, n)) for a in range(0, n, size)] or [(0, 0)]
+
+
+def _unfold(xp, xcm, a, b, geometry, dtype, dev):
+    """``cols`` of samples ``a:b``: ``(c_I h_K w_K, m h_O w_O)``."""
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow = geometry
+    m = b - a
+    xpad = xp.zeros((c, m, h + 2 * ph, w + 2 * pw), dtype=dtype, device=dev)
+    xpad[:, :, ph : ph + h, pw : pw + w] = xcm[:, a:b, ...]
+    taps = _taps(kh, kw, sh, sw, oh, ow)
+    cols = xp.empty((c, len(taps), m, oh, ow), dtype=dtype, device=dev)
+    for t, (rows, cols_) in enumerate(taps):
+        cols[:, t, ...] = xpad[:, :, rows, cols_]
+    return xp.reshape(cols, (c * len(taps), m * oh * ow))
+
+
+def forward(xp, x, k, stride, padding, dev):
+    """``Y (n, c_O, h_O, w_O)``, a fresh contiguous array."""
+    g = _sizes(x, k, stride, padding)
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow = g
+    dtype = x.dtype
+    xcm = xp.permute_dims(x, (1, 0, 2, 3))
+    k2 = xp.reshape(k, (o, c * kh * kw))
+    y = xp.empty((n, o, oh, ow), dtype=dtype, device=dev)
+    itemsize = 8 if dtype == xp.float64 else 4
+    for a, b in _chunks(n, c * kh * kw * oh * ow * itemsize):
+        yc = xp.matmul(k2, _unfold(xp, xcm, a, b, g, dtype, dev))  # eq. 17, (c_O, m h_O w_O)
+        y[a:b, ...] = xp.permute_dims(xp.reshape(yc, (o, b - a, oh, ow)), (1, 0, 2, 3))
+    return y
+
+
+def backward(xp, x, k, dy, stride, padding, input_gradient, dev):
+    """``(dX, dK)``: eq. 20 (``None`` unless ``input_gradient``) and eq. 18."""
+    g = _sizes(x, k, stride, padding)
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow = g
+    dtype = x.dtype
+    taps = _taps(kh, kw, sh, sw, oh, ow)
+    xcm = xp.permute_dims(x, (1, 0, 2, 3))
+    dycm = xp.permute_dims(dy, (1, 0, 2, 3))
+    k2 = xp.reshape(k, (o, c * len(taps)))
+    k2t = xp.matrix_transpose(k2)
+    dx = xp.empty((n, c, h, w), dtype=dtype, device=dev) if input_gradient else None
+    dk = None
+    itemsize = 8 if dtype == xp.float64 else 4
+    for a, b in _chunks(n, c * len(taps) * oh * ow * itemsize):
+        m = b - a
+        grid = xp.reshape(dycm[:, a:b, ...], (o, m * oh * ow))  # a copy: the slice is not contiguous
+        cols = _unfold(xp, xcm, a, b, g, dtype, dev)
+        part = xp.matmul(grid, xp.matrix_transpose(cols))  # eq. 18, (c_O, c_I h_K w_K)
+        dk = part if dk is None else dk + part
+        if input_gradient:
+            dcols = xp.reshape(xp.matmul(k2t, grid), (c, len(taps), m, oh, ow))
+            acc = xp.zeros((c, m, h + 2 * ph, w + 2 * pw), dtype=dtype, device=dev)
+            for t, (rows, cols_) in enumerate(taps):  # the fold (eq. 20)
+                acc[:, :, rows, cols_] = acc[:, :, rows, cols_] + dcols[:, t, ...]
+            dx[a:b, ...] = xp.permute_dims(acc[:, :, ph : ph + h, pw : pw + w], (1, 0, 2, 3))
+    return dx, xp.reshape(dk, k.shape)
+
+
+def worthwhile(stride) -> bool:
+    """Strided slices beat the stride-1 grid as soon as the stride skips anything."""
+    return math.prod(stride) > 1
