@@ -213,3 +213,27 @@ def test_buffer_cache_evicts_across_namespaces(monkeypatch):
             assert _flat_shift.buffer_bytes() == sum(n for _, n in _flat_shift._local.entries.values())
     finally:
         _flat_shift.clear_buffers()
+
+
+def test_strided_unfold_matches_pytorch_on_random_configurations(be):
+    """Strides above 1 take xpcnn.ops._strided (only the windows the stride visits)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2026)
+    for _ in range(60):
+        kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        sh = 2 if sh * sw == 1 else sh
+        ph, pw = (int(v) for v in rng.integers(0, 3, 2))
+        n, c, o = (int(v) for v in rng.integers(1, 4, 3))
+        h, w = int(rng.integers(kh, 10)), int(rng.integers(kw, 10))
+        x, k = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw))
+        t, tk = torch.tensor(x, requires_grad=True), torch.tensor(k, requires_grad=True)
+        ty = torch.nn.functional.conv2d(t, tk, stride=(sh, sw), padding=(ph, pw))
+        dy = rng.standard_normal(tuple(ty.shape))
+        ty.backward(torch.tensor(dy))
+        y = xpcnn.conv2d_forward(be.asarray(x), be.asarray(k), stride=(sh, sw), padding=(ph, pw))
+        dx, dk = xpcnn.conv2d_backward(
+            be.asarray(x), be.asarray(k), be.asarray(dy), stride=(sh, sw), padding=(ph, pw)
+        )
+        for got, want in ((y, ty), (dx, t.grad), (dk, tk.grad)):
+            np.testing.assert_allclose(be.to_host(got), want.detach().numpy(), rtol=0, atol=1e-13)

@@ -49,3 +49,10 @@ def test_train_a_network_prints_the_output_shown(tmp_path, monkeypatch):
     expected, got = numbers(shown), numbers(printed)
     assert expected.shape == got.shape == (5,), (shown, printed)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_todays_networks_snippet_prints_the_summary_shown(tmp_path, monkeypatch):
+    section = TEXT[TEXT.index("## The networks people train today") :]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    shown = re.search(r"```text\n(.*?)```", section, flags=re.DOTALL).group(1)
+    assert shown in _run(code, tmp_path, monkeypatch)
