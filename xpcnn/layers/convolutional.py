@@ -18,18 +18,19 @@ def _is_kernel(value) -> bool:
     return isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value)
 
 
-def _padding(value, kernel: tuple[int, int]) -> tuple[int, int]:
+def _padding(value, kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    span = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)  # the dilated window
     if isinstance(value, str):
         if value == "valid":
             return (0, 0)
         if value == "same":
-            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            if span[0] % 2 == 0 or span[1] % 2 == 0:
                 raise ValueError(
                     f'Convolutional: padding="same" needs an odd kernel size. Received kernel_size={kernel}.'
                 )
-            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+            return ((span[0] - 1) // 2, (span[1] - 1) // 2)
         if value == "full":
-            return (kernel[0] - 1, kernel[1] - 1)
+            return (span[0] - 1, span[1] - 1)
         raise ValueError(
             f'Convolutional: Expected padding to be an int, a pair, "valid", "same" or "full". '
             f"Received padding={value!r}."
@@ -62,6 +63,12 @@ class Convolutional(Layer):
         stride: an int or a pair, at least 1.
         init: the kernels' initializer, a name of :data:`xpcnn.init.INITIALIZERS`
             (``"glorot_uniform"`` by default; ``"he_normal"`` for ReLU networks).
+        dilation: an int or a pair, at least 1: the kernel's taps ``d`` apart, the window
+            spanning ``d (h_K - 1) + 1``, so ``h_O = (h_I + 2 p_h - d_h (h_K - 1) - 1) // s_h + 1``.
+        groups: ``G`` dividing ``c_I`` and ``depth``: each group's ``depth / G`` kernels see
+            only its ``c_I / G`` channels, ``K (c_O, c_I / G, h_K, w_K)``; ``groups = c_I`` is a
+            depthwise convolution.  (Eq. 17-20 hold within each group.)  The CUDA kernels have
+            neither option: on CuPy such a layer takes the Array-API path.
         bias: ``"channel"`` (one per output channel, ``B (c_O,)``), ``"pixel"`` (the notes'
             ``B_i`` with the shape of ``Y_i``, ``B (c_O, h_O, w_O)``) or ``"none"``.
     """
@@ -74,6 +81,8 @@ class Convolutional(Layer):
         *,
         padding=0,
         stride=1,
+        dilation=1,
+        groups: int = 1,
         bias: str = "channel",
         seed=None,
         dtype: str = "float32",
@@ -82,7 +91,8 @@ class Convolutional(Layer):
         super().__init__(dtype=dtype)
         if depth is None and kernel_size is not None and _is_kernel(input_shape):
             input_shape, kernel_size, depth = None, input_shape, kernel_size  # Convolutional(3, 16)
-        self._configure(input_shape, kernel_size, depth, padding=padding, stride=stride, bias=bias)
+        self._configure(input_shape, kernel_size, depth, padding=padding, stride=stride, dilation=dilation,
+                        groups=groups, bias=bias)  # fmt: skip
         self.init = init
         self._initializer = _init.initializer(init, "Convolutional")
         self._rng = _init.rng_from(seed)
@@ -95,8 +105,8 @@ class Convolutional(Layer):
             if len(input_shape) != 3:
                 self._check_sample_shape(input_shape, None)  # names the rank rule
             self._configure_input(input_shape)
-        c, (kh, kw) = self.input_shape[0], self.kernel_size
-        k0 = self._initializer(self._rng, (self.depth, c, kh, kw), c * kh * kw, self.depth * kh * kw)
+        c, (kh, kw), g = self.input_shape[0] // self.groups, self.kernel_size, self.groups
+        k0 = self._initializer(self._rng, (self.depth, c, kh, kw), c * kh * kw, self.depth // g * kh * kw)
         self.kernels = self.placement.asarray(k0, dtype=self.dtype)
         if self.bias_mode != "none":
             self.biases = self.placement.zeros(self._parameter_shapes()["biases"], self.dtype)
@@ -109,6 +119,8 @@ class Convolutional(Layer):
         *,
         padding=0,
         stride=1,
+        dilation=1,
+        groups=1,
         bias="channel",
         seed=None,
         dtype="float32",
@@ -129,7 +141,14 @@ class Convolutional(Layer):
             )
         self.kernel_size = _validate.pair(kernel_size, "kernel_size", 1, "Convolutional")
         self.depth = int(depth)
-        self.padding = _padding(padding, self.kernel_size)
+        self.dilation = _validate.pair(dilation, "dilation", 1, "Convolutional")
+        self.groups = _validate.positive_int(groups, "groups", "Convolutional")
+        if self.depth % self.groups:
+            raise ValueError(
+                f"Convolutional: depth {self.depth} is not a multiple of groups={self.groups} (each group "
+                "needs the same number of kernels)."
+            )
+        self.padding = _padding(padding, self.kernel_size, self.dilation)
         self.stride = _validate.pair(stride, "stride", 1, "Convolutional")
         self.bias_mode = bias
         self.param_names = ("kernels",) if bias == "none" else ("kernels", "biases")
@@ -149,16 +168,26 @@ class Convolutional(Layer):
         c, h, w = (
             _validate.positive_int(v, f"input_shape[{i}]", "Convolutional") for i, v in enumerate((c, h, w))
         )
-        for size, k, p, name in zip((h, w), self.kernel_size, self.padding, ("height", "width"), strict=True):
-            if k > size + 2 * p:
+        where = self.label if self.index is not None else "Convolutional"
+        if c % self.groups:
+            raise ValueError(
+                f"{where}: {c} input channels do not split into groups={self.groups} (input shape {(c, h, w)})."
+            )
+        for size, k, p, d, name in zip((h, w), self.kernel_size, self.padding, self.dilation, ("height", "width"),
+                                       strict=True):  # fmt: skip
+            span = d * (k - 1) + 1
+            if span > size + 2 * p:
+                dilated = "" if d == 1 else f" (dilated to {span})"
                 raise ValueError(
-                    f"{self.label if self.index is not None else 'Convolutional'}: kernel {name} {k} is larger "
-                    f"than the padded input {name} {size + 2 * p} (input {size}, padding {p})."
+                    f"{where}: kernel {name} {k}{dilated} is larger than the padded input {name} "
+                    f"{size + 2 * p} (input {size}, padding {p})."
                 )
         self.input_shape = (c, h, w)
         self.output_hw = tuple(
-            conv_output_size(s, k, st, p)
-            for s, k, st, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=True)
+            conv_output_size(s, k, st, p, d)
+            for s, k, st, p, d in zip(
+                (h, w), self.kernel_size, self.stride, self.padding, self.dilation, strict=True
+            )
         )
 
     def config(self) -> dict:
@@ -168,6 +197,8 @@ class Convolutional(Layer):
             "depth": self.depth,
             "padding": list(self.padding),
             "stride": list(self.stride),
+            **({"dilation": list(self.dilation)} if self.dilation != (1, 1) else {}),
+            **({"groups": self.groups} if self.groups != 1 else {}),
             "bias": self.bias_mode,
             "dtype": self.dtype,
             **({"init": self.init} if self.init != "glorot_uniform" else {}),
@@ -185,7 +216,9 @@ class Convolutional(Layer):
 
     def _parameter_shapes(self) -> dict:
         assert self.input_shape is not None and self.output_hw is not None  # configured
-        shapes: dict[str, tuple[int, ...]] = {"kernels": (self.depth, self.input_shape[0], *self.kernel_size)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "kernels": (self.depth, self.input_shape[0] // self.groups, *self.kernel_size)
+        }
         if self.bias_mode != "none":
             shapes["biases"] = (self.depth,) if self.bias_mode == "channel" else (self.depth, *self.output_hw)
         return shapes
@@ -227,7 +260,9 @@ class Convolutional(Layer):
 
     def _forward(self, xp, x):
         self._input = x
-        y = correlation.trusted_forward(xp, x, self.kernels, self.stride, self.padding)
+        y = correlation.trusted_forward(
+            xp, x, self.kernels, self.stride, self.padding, self.dilation, self.groups
+        )
         if self.bias_mode == "channel":
             return y + xp.reshape(self.biases, (self.depth, 1, 1))
         if self.bias_mode == "pixel":
@@ -237,7 +272,15 @@ class Convolutional(Layer):
     def _backward(self, xp, output_gradient, input_gradient):
         x = self._input
         dx, dk = correlation.trusted_backward(
-            xp, x, self.kernels, output_gradient, self.stride, self.padding, input_gradient
+            xp,
+            x,
+            self.kernels,
+            output_gradient,
+            self.stride,
+            self.padding,
+            input_gradient,
+            self.dilation,
+            self.groups,
         )  # input_gradient False (the first layer in fit): dx is None
         self.grads = {"kernels": dk}  # eq. 18
         if self.bias_mode == "channel":

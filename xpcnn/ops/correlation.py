@@ -48,7 +48,7 @@ def _check_together(where: str, first: tuple, *others: tuple) -> None:
             )
 
 
-def _check_nchw(x, k, stride, padding, where: str):
+def _check_nchw(x, k, stride, padding, where: str, dilation=1, groups=1):
     for name, a in (("x", x), ("kernel", k)):
         if not backend.is_array(a):
             raise TypeError(f"{where}: expected {name} to be an array, received {type(a).__name__}.")
@@ -62,23 +62,33 @@ def _check_nchw(x, k, stride, padding, where: str):
         raise ValueError(
             f"{where}: expected kernel of rank 4 (c_O, c_I, h_K, w_K), received shape {tuple(k.shape)}."
         )
-    if x.shape[1] != k.shape[1]:
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{where}: Expected a strictly positive integer. Received groups={groups!r}.")
+    if k.shape[0] % groups:
         raise ValueError(
-            f"{where}: x has {x.shape[1]} channels but the kernel expects {k.shape[1]} "
+            f"{where}: the {k.shape[0]} kernels do not split into groups={groups} (kernel shape {tuple(k.shape)})."
+        )
+    if x.shape[1] != k.shape[1] * groups:
+        per = "" if groups == 1 else f" x {groups} groups"
+        raise ValueError(
+            f"{where}: x has {x.shape[1]} channels but the kernel expects {k.shape[1]}{per} "
             f"(x shape {tuple(x.shape)}, kernel shape {tuple(k.shape)})."
         )
     if x.dtype != k.dtype:
         raise TypeError(f"{where}: x has dtype {x.dtype} but the kernel has dtype {k.dtype}.")
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
+    dilation = _pair(dilation, "dilation", 1)
     for axis, name in ((2, "height"), (3, "width")):
         padded = x.shape[axis] + 2 * padding[axis - 2]
-        if k.shape[axis] > padded:
+        span = dilation[axis - 2] * (k.shape[axis] - 1) + 1
+        if span > padded:
+            dilated = "" if span == k.shape[axis] else f" (dilated to {span})"
             raise ValueError(
-                f"{where}: kernel {name} {k.shape[axis]} is larger than the padded input {name} "
+                f"{where}: kernel {name} {k.shape[axis]}{dilated} is larger than the padded input {name} "
                 f"{padded} (input {x.shape[axis]}, padding {padding[axis - 2]})."
             )
-    return xp, stride, padding
+    return xp, stride, padding, dilation
 
 
 def _cuda(xp, x, k, stride, padding):
@@ -91,27 +101,31 @@ def _cuda(xp, x, k, stride, padding):
     return cuda if cuda.supports(x, k, stride, padding) else None
 
 
-def trusted_forward(xp, x, k, stride: tuple[int, int], padding: tuple[int, int]):
-    """:func:`conv2d_forward` on inputs already validated (``stride``, ``padding`` int pairs)."""
-    cuda = _cuda(xp, x, k, stride, padding)
+def trusted_forward(xp, x, k, stride: tuple[int, int], padding: tuple[int, int], dilation=(1, 1), groups=1):
+    """:func:`conv2d_forward` on inputs already validated (``stride``, ``padding``, ``dilation``
+    int pairs).  The CUDA kernels have no dilation or groups: those take the Array API path."""
+    cuda = _cuda(xp, x, k, stride, padding) if dilation == (1, 1) and groups == 1 else None
     if cuda is not None:
         return cuda.conv2d_forward(x, k, stride, padding)
-    if _strided.worthwhile(stride):  # only the windows the stride visits
-        return _strided.forward(xp, x, k, stride, padding, backend.device(x))
+    if _strided.worthwhile(stride, dilation, groups):  # only the windows the stride visits
+        return _strided.forward(xp, x, k, stride, padding, backend.device(x), dilation, groups)
     return _flat_shift.forward(xp, x, k, stride, padding)
 
 
-def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, int], input_gradient: bool):
+def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, int], input_gradient: bool,
+                     dilation=(1, 1), groups=1):  # fmt: skip
     """:func:`conv2d_backward` on inputs already validated."""
-    cuda = _cuda(xp, x, k, stride, padding)
+    cuda = _cuda(xp, x, k, stride, padding) if dilation == (1, 1) and groups == 1 else None
     if cuda is not None:
         return cuda.conv2d_backward(x, k, dy, stride, padding, input_gradient)
-    if _strided.worthwhile(stride):
-        return _strided.backward(xp, x, k, dy, stride, padding, input_gradient, backend.device(x))
+    if _strided.worthwhile(stride, dilation, groups):
+        return _strided.backward(
+            xp, x, k, dy, stride, padding, input_gradient, backend.device(x), dilation, groups
+        )
     return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
 
 
-def conv2d_forward(x, k, *, stride=1, padding=0) -> Array:
+def conv2d_forward(x, k, *, stride=1, padding=0, dilation=1, groups=1) -> Array:
     """Batched multi-channel cross-correlation, the sum of eq. 17 without its bias.
 
     ``Y[n, i] = sum_j Xpad[n, j] * K[i, j]`` (``*`` the valid cross-correlation, strided).
@@ -121,16 +135,20 @@ def conv2d_forward(x, k, *, stride=1, padding=0) -> Array:
         k: kernels, shape ``(c_O, c_I, h_K, w_K)``, same namespace, device and dtype as ``x``.
         stride: ``s`` or ``(s_h, s_w)``, at least 1.
         padding: ``p`` or ``(p_h, p_w)``, zeros added on each side, at least 0.
+        dilation: ``d`` or ``(d_h, d_w)``: the kernel's taps ``d`` apart (1: adjacent).
+        groups: ``G`` dividing ``c_I`` and ``c_O``: kernel ``i`` sees only the ``c_I / G``
+            channels of its group, ``k`` is ``(c_O, c_I / G, h_K, w_K)``; ``G = c_I`` is a
+            depthwise convolution.
 
     Returns:
         ``Y`` of shape ``(n, c_O, h_O, w_O)`` in the namespace, device and dtype of ``x``.
     """
-    xp, stride, padding = _check_nchw(x, k, stride, padding, "conv2d_forward")
-    return trusted_forward(xp, x, k, stride, padding)
+    xp, stride, padding, dilation = _check_nchw(x, k, stride, padding, "conv2d_forward", dilation, groups)
+    return trusted_forward(xp, x, k, stride, padding, dilation, groups)
 
 
 def conv2d_backward(
-    x, k, dy, *, stride=1, padding=0, input_gradient: bool = True
+    x, k, dy, *, stride=1, padding=0, input_gradient: bool = True, dilation=1, groups=1
 ) -> tuple[Array | None, Array]:
     """The two backward products of the convolutional layer.
 
@@ -143,16 +161,17 @@ def conv2d_backward(
         k: the kernels, ``(c_O, c_I, h_K, w_K)``.
         dy: ``dE/dY``, ``(n, c_O, h_O, w_O)``.
         input_gradient: when False, ``dX`` is not computed and ``None`` is returned for it.
+        dilation, groups: as for :func:`conv2d_forward`.
 
     Returns:
         ``(dX, dK)`` with the shapes of ``x`` and ``k``.
     """
-    xp, stride, padding = _check_nchw(x, k, stride, padding, "conv2d_backward")
+    xp, stride, padding, dilation = _check_nchw(x, k, stride, padding, "conv2d_backward", dilation, groups)
     expected = (
         x.shape[0],
         k.shape[0],
-        conv_output_size(x.shape[2], k.shape[2], stride[0], padding[0]),
-        conv_output_size(x.shape[3], k.shape[3], stride[1], padding[1]),
+        conv_output_size(x.shape[2], k.shape[2], stride[0], padding[0], dilation[0]),
+        conv_output_size(x.shape[3], k.shape[3], stride[1], padding[1], dilation[1]),
     )
     if not backend.is_array(dy) or tuple(dy.shape) != expected:
         got = tuple(dy.shape) if backend.is_array(dy) else type(dy).__name__
@@ -160,7 +179,7 @@ def conv2d_backward(
     _check_together("conv2d_backward", ("x", x), ("dy", dy))
     if dy.dtype != x.dtype:
         raise TypeError(f"conv2d_backward: dy has dtype {dy.dtype} but x has dtype {x.dtype}.")
-    return trusted_backward(xp, x, k, dy, stride, padding, bool(input_gradient))
+    return trusted_backward(xp, x, k, dy, stride, padding, bool(input_gradient), dilation, groups)
 
 
 def _check_2d(x, k, mode: str, where: str):
