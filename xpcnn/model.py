@@ -223,16 +223,30 @@ class Sequential(Layer):
         """True when every layer is in training mode."""
         return all(layer.training for layer in self.layers)
 
+    def _modal(self) -> list:
+        """Every layer and container below this model (not the nested ``Sequential`` objects,
+        whose mode is that of their layers), depth first."""
+        out = []
+        stack = list(reversed(self.layers))
+        while stack:
+            layer = stack.pop()
+            if not isinstance(layer, Sequential):
+                out.append(layer)
+            for inner in reversed(list(layer.children().values())):
+                stack.extend(reversed(inner))
+        return out
+
     @contextlib.contextmanager
     def _mode(self, training: bool):
-        """Every layer in ``training`` mode for the block; the previous modes after it."""
-        before = [layer.training for layer in self.layers]
+        """Every layer in ``training`` mode for the block; each layer's previous mode after it
+        (a layer frozen with ``eval()`` inside a block stays frozen)."""
+        before = [(layer, layer.training) for layer in self._modal()]
         self.train(training)
         try:
             yield
         finally:
-            for layer, mode in zip(self.layers, before, strict=True):
-                layer.train(mode)
+            for layer, mode in before:
+                layer.training = mode
 
     # ---------------------------------------------------------------- basics
     def __repr__(self) -> str:
@@ -423,7 +437,9 @@ class Sequential(Layer):
 
     @classmethod
     def from_children(cls, config: dict, children: dict) -> Sequential:
-        return cls(children["layers"], **config)
+        if config:  # save writes {}: anything else is not a file xpcnn wrote
+            raise ValueError(f"a nested Sequential has no configuration, found {sorted(config)}")
+        return cls(children["layers"])
 
     def config(self) -> dict:
         return {}
@@ -688,6 +704,7 @@ class Sequential(Layer):
             x_val, y_val = validation_data
             val = self._pair(x_val, y_val, "fit", prefix="val_")
         value_and_gradient = self._checked_targets(loss, xs, ys, "fit", metrics=metrics)
+        self._check_batch_statistics(len(xs), batch_size)
         if val is not None:
             self._checked_targets(
                 loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics
@@ -772,6 +789,17 @@ class Sequential(Layer):
         if check is None:
             return unchecked
         return loss.trusted_value if value_only else loss.trusted_value_and_gradient
+
+    def _check_batch_statistics(self, n: int, batch_size: int) -> None:
+        """A BatchNorm over (N, C) inputs cannot take statistics of a one-sample batch: refuse
+        such a run before its first step rather than in the middle of an epoch."""
+        sizes = {min(batch_size, n), n % batch_size or batch_size}
+        for leaf in self.leaves():
+            if getattr(leaf, "values_per_sample", None) == 1 and 1 in sizes:
+                raise ValueError(
+                    f"fit: {leaf.label} would see a batch of one sample (n={n}, batch_size={batch_size}), "
+                    "which has no batch statistics; choose a batch_size that leaves no single-sample batch."
+                )
 
     def output_shape(self, input_shape) -> tuple:
         """The per-sample output shape of the model for a per-sample ``input_shape``; raises

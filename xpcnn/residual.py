@@ -70,10 +70,10 @@ class Residual(Layer):
 
     @classmethod
     def from_children(cls, config: dict, children: dict) -> Residual:
+        if config:  # save writes {}: anything else is not a file xpcnn wrote
+            raise ValueError(f"Residual has no configuration, found {sorted(config)}")
         shortcut = children.get("shortcut")
-        return cls(
-            Sequential(children["block"]), None if shortcut is None else Sequential(shortcut), **config
-        )
+        return cls(Sequential(children["block"]), None if shortcut is None else Sequential(shortcut))
 
     def _set_index(self, index) -> None:
         self.index = index
@@ -135,7 +135,6 @@ class Residual(Layer):
         shape = tuple(int(s) for s in input_shape)
         out = self.block.output_shape(shape)  # builds the block's layers, names a mismatch
         other = shape if self.shortcut is None else self.shortcut.output_shape(shape)
-        self.built = True
         if tuple(out) != tuple(other):
             what = "the input (identity shortcut)" if self.shortcut is None else "the shortcut's output"
             raise ValueError(
@@ -143,6 +142,7 @@ class Residual(Layer):
                 "added. Give a shortcut that maps the input to the block's output shape, e.g. a 1x1 "
                 "Convolutional with the block's stride and depth."
             )
+        self.built = True
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return self.block.output_shape(input_shape)

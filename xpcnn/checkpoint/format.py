@@ -172,9 +172,8 @@ def remove_stale_temporaries(path: str, started: float) -> None:
         full = os.path.join(folder, name)
         with contextlib.suppress(OSError):
             pid = match.group("pid")
-            if pid is not None and int(pid) == os.getpid():
-                continue  # this process's own saves clean up after themselves
-            if (pid is not None and not _alive(int(pid))) or os.stat(full).st_mtime < started - 60:
+            gone = pid is not None and int(pid) != os.getpid() and not _alive(int(pid))
+            if gone or os.stat(full).st_mtime < started - 60:  # (a restarted job may reuse a pid)
                 os.unlink(full)
 
 
@@ -220,6 +219,10 @@ def write(path: str, body: dict, tensors: list[tuple[str, np.ndarray]]) -> None:
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "tensors": table,
               "data_sha256": digest.hexdigest()}  # fmt: skip
     head = _encode_header(header)
+    try:
+        _check_structure(head[8:])  # never write a file that the reader would refuse
+    except Bad as exc:
+        raise Bad(f"{exc}; shorten the metadata (brackets and commas in strings count too)") from None
     if os.path.isdir(path):
         raise Bad("the path is a folder")
     path = os.path.abspath(path)
@@ -279,9 +282,12 @@ def _raw_digest_ok(raw: bytes) -> bool | None:
 
 
 def _check_structure(raw: bytes) -> None:
-    """Bound the work a header can ask of the parser before it runs: the number of objects
-    and arrays and their nesting (counted on the raw bytes, so brackets inside strings count
-    too, which only errs on the safe side).  Costs a few milliseconds for the largest header."""
+    """Bound the work a header can ask of the parser before it runs: the number of objects,
+    arrays and entries and their nesting, counted on the raw bytes (brackets and commas inside
+    strings count too: the counts err on the safe side; the depth can be skewed by brackets in
+    strings, and json's own recursion limit, about 1,000, bounds what gets past).  Costs a few
+    milliseconds for the largest header.  ``write`` applies it too, so a saved file always
+    loads."""
     containers = raw.count(b"{") + raw.count(b"[")
     closers = raw.count(b"}") + raw.count(b"]")
     if max(containers, closers) > MAX_CONTAINERS:

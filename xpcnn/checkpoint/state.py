@@ -60,7 +60,7 @@ def _layers_of(model) -> list:
 def _model_dtype(model) -> str | None:
     """The model's dtype (``Sequential.dtype``), kept so that a model without parameters
     comes back with the same dtype; None for a plain list of layers."""
-    if isinstance(model, Layer) or not hasattr(model, "dtype"):
+    if not hasattr(model, "layers") or not hasattr(model, "dtype"):  # one layer, or a list
         return None
     name = backend.dtype_name(model.dtype)
     if name not in DTYPES:
@@ -289,8 +289,9 @@ def _build(entries: list, prefix: str, by_layer: dict, data: bytearray, counter:
     for i, entry in enumerate(entries):
         cls = REGISTRY[entry["type"]]
         if cls.child_slots:
-            children = {slot: _build(inner, f"{prefix}{i}.{slot}.", by_layer, data, counter)
-                        for slot, inner in entry["children"].items()}  # fmt: skip
+            stored = entry["children"]  # read in the class's slot order, as _describe wrote them
+            children = {slot: _build(stored[slot], f"{prefix}{i}.{slot}.", by_layer, data, counter)
+                        for slot in cls.child_slots if slot in stored}  # fmt: skip
             try:
                 layers.append(cls.from_children(entry["config"], children))
             except (TypeError, ValueError, KeyError) as exc:

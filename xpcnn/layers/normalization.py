@@ -23,7 +23,9 @@ class BatchNorm(Layer):
 
     normalize, ``y = gamma x_hat + beta`` (26), and the running statistics move towards them,
     ``r_mu <- (1 - m) r_mu + m mu``, ``r_var <- (1 - m) r_var + m var M / (M - 1)`` (the
-    unbiased variance, as PyTorch keeps it; ``m`` is ``momentum``).  Evaluation mode: eq. 25-26
+    unbiased variance, as PyTorch keeps it; ``m`` is ``momentum``), in channels whose batch
+    statistics are finite (a batch with an infinite or NaN value leaves them, so a batch that
+    ``fit`` skips as non-finite does not spoil evaluation).  Evaluation mode: eq. 25-26
     with ``mu = r_mu``, ``var = r_var`` (constants).
 
     Backward.  From eq. 26, ``dE/dbeta = sum g`` and ``dE/dgamma = sum g x_hat`` (27) with
@@ -59,6 +61,7 @@ class BatchNorm(Layer):
     def _build(self, input_shape):
         self._check_sample_shape(input_shape, None)
         self.num_features = c = int(input_shape[0])
+        self.values_per_sample = math.prod(input_shape[1:])  # per channel: 1 for (N, C) inputs
         self.gamma = self.placement.zeros((c,), self.dtype) + 1.0
         self.beta = self.placement.zeros((c,), self.dtype)
         self.running_mean = self.placement.zeros((c,), self.dtype)
@@ -104,12 +107,22 @@ class BatchNorm(Layer):
         self._input = x
         axes = (0, *range(2, x.ndim))
         if self.training:
+            count = math.prod(x.shape) // max(1, int(x.shape[1]))
+            if count < 2:  # checked here too: batches after the first skip _check_shape
+                raise ValueError(
+                    f"{self.label}: training mode needs more than one value per channel, received input "
+                    f"of shape {tuple(x.shape)} (a last batch of one sample? choose batch_size so that no "
+                    "batch holds a single sample, or drop that sample)."
+                )
             mu = xp.mean(x, axis=axes)
             centred = x - self._channel(xp, mu, x.ndim)
             var = xp.mean(centred * centred, axis=axes)  # eq. 25, biased
-            m, count = self.momentum, math.prod(x.shape) // int(x.shape[1])
-            self.running_mean = (1 - m) * self.running_mean + m * mu
-            self.running_var = (1 - m) * self.running_var + (m * count / (count - 1)) * var
+            m = self.momentum
+            finite = xp.isfinite(mu) & xp.isfinite(var)  # a non-finite batch leaves them (no host read)
+            self.running_mean = xp.where(finite, (1 - m) * self.running_mean + m * mu, self.running_mean)
+            self.running_var = xp.where(
+                finite, (1 - m) * self.running_var + (m * count / (count - 1)) * var, self.running_var
+            )
         else:
             mu, var = self.running_mean, self.running_var
             centred = x - self._channel(xp, mu, x.ndim)
