@@ -220,8 +220,8 @@ class Sequential(Layer):
 
     @property
     def training(self) -> bool:  # type: ignore[override]
-        """True when every layer is in training mode."""
-        return all(layer.training for layer in self.layers)
+        """True when every layer (inside blocks too) is in training mode."""
+        return all(leaf.training for leaf in self._leaves)
 
     def _modal(self) -> list:
         """Every layer and container below this model (not the nested ``Sequential`` objects,
@@ -489,7 +489,7 @@ class Sequential(Layer):
                 "first (fit sets them too)."
             )
         value_and_gradient = _value_and_gradient(self.loss)
-        with self._mode(True):
+        with contextlib.nullcontext() if self.training else self._mode(True):  # no walk per step
             if self.placement.is_cuda:
                 with self.placement.activate():
                     return self._train_step(x_batch, y_batch, value_and_gradient, self.placement.xp.isfinite)[
