@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import backend
 from ._validate import non_negative_int, positive
 
-__all__ = ["DescentPath", "descend", "gradient_descent"]
+__all__ = ["DescentPath", "descend", "descend_layers", "gradient_descent"]
 
 
 def descend(a, gradient, learning_rate: float) -> backend.Array:
@@ -22,6 +22,14 @@ def descend(a, gradient, learning_rate: float) -> backend.Array:
     ``Layer.backward(..., learning_rate=...)`` and of :class:`xpcnn.SGD` without momentum.
     ``learning_rate`` is a Python float (a NumPy scalar would drag a device array to NumPy)."""
     return a - learning_rate * gradient
+
+
+def descend_layers(layers, learning_rate: float) -> None:
+    """Eq. 1 on every parameter of ``layers`` (layers holding ``grads``: a container's
+    ``leaves()``), from the gradients of their last backward."""
+    for layer in layers:
+        for name, grad in layer.grads.items():
+            setattr(layer, name, descend(getattr(layer, name), grad, learning_rate))
 
 
 @dataclass

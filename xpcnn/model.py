@@ -24,7 +24,7 @@ from . import losses as _losses
 from ._validate import float_dtype, integer, positive
 from .backend import Array, DeviceLike
 from .data import DataSource, batch_slices, device_indices, num_batches
-from .descent import descend
+from .descent import descend_layers
 from .layers.base import Layer, register
 
 __all__ = ["CUDA_STEPS_PER_SYNC", "History", "NonFiniteLossError", "Sequential", "load"]
@@ -410,9 +410,7 @@ class Sequential(Layer):
         with self.placement.activate():
             dx = self._chain_backward(loss_gradient, input_gradient)
             if learning_rate is not None:
-                for leaf in self.leaves():
-                    for name, grad in leaf.grads.items():
-                        setattr(leaf, name, descend(getattr(leaf, name), grad, learning_rate))
+                descend_layers(self._leaves, learning_rate)
         return dx
 
     # ------------------------------------------------- as a layer inside another model

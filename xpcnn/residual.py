@@ -84,13 +84,16 @@ class Residual(Layer):
     def leaves(self) -> list:
         return [leaf for path in self._paths() for leaf in path.leaves()]
 
+    def _prefixed(self, arrays) -> dict:
+        """``arrays(path)`` of each path, named ``"block.<i>.<name>"`` / ``"shortcut.<i>.<name>"``."""
+        return {f"{slot}.{k}": v for slot, path in zip(self.child_slots, self._paths(), strict=False)
+                for k, v in arrays(path).items()}  # fmt: skip
+
     def parameters(self) -> dict:
-        return {f"{slot}.{k}": v for slot, p in zip(self.child_slots, self._paths(), strict=False)
-                for k, v in p.parameters().items()}  # fmt: skip
+        return self._prefixed(lambda path: path.parameters())
 
     def state(self) -> dict:
-        return {f"{slot}.{k}": v for slot, p in zip(self.child_slots, self._paths(), strict=False)
-                for k, v in p.state().items()}  # fmt: skip
+        return self._prefixed(lambda path: path.state())
 
     @property
     def param_names(self) -> tuple:  # type: ignore[override]
@@ -98,8 +101,7 @@ class Residual(Layer):
 
     @property
     def grads(self) -> dict:
-        return {f"{slot}.{k}": v for slot, p in zip(self.child_slots, self._paths(), strict=False)
-                for k, v in p.grads.items()}  # fmt: skip
+        return self._prefixed(lambda path: path.grads)
 
     @grads.setter
     def grads(self, value) -> None:  # Layer.__init__ and Layer.to reset it: nothing is stored here

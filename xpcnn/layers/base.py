@@ -317,9 +317,7 @@ class Layer:
         input_gradient = bool(input_gradient)
         dx = self._backward(xp, output_gradient, input_gradient)
         if learning_rate is not None:
-            for leaf in self.leaves():  # a container's parameters live in its layers
-                for name, grad in leaf.grads.items():
-                    setattr(leaf, name, descent.descend(getattr(leaf, name), grad, learning_rate))
+            descent.descend_layers(self.leaves(), learning_rate)  # a container's live in its layers
         return dx if input_gradient else None
 
     def _backward(self, xp, output_gradient, input_gradient: bool):

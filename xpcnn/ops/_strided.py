@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+from ._flat_shift import _itemsize
 from .geometry import conv_output_size
 
 #: Target size in bytes of one unfolded chunk ``(c_I h_K w_K, m h_O w_O)``.
@@ -87,7 +88,7 @@ def forward(xp, x, k, stride, padding, dev, dilation=(1, 1), groups: int = 1):
     xcm = xp.permute_dims(x, (1, 0, 2, 3))
     k2 = _kernels(xp, k, groups)
     y = xp.empty((n, o, oh, ow), dtype=dtype, device=dev)
-    itemsize = 8 if dtype == xp.float64 else 4
+    itemsize = _itemsize(xp, dtype)
     for a, b in _chunks(n, c * kh * kw * oh * ow * itemsize):
         if groups == 1:
             yc = xp.matmul(k2, _unfold(xp, xcm, a, b, g, dtype, dev))  # eq. 17, (c_O, m h_O w_O)
@@ -109,7 +110,7 @@ def backward(xp, x, k, dy, stride, padding, input_gradient, dev, dilation=(1, 1)
     k2 = _kernels(xp, k, groups)
     dx = xp.empty((n, c, h, w), dtype=dtype, device=dev) if input_gradient else None
     dk = None
-    itemsize = 8 if dtype == xp.float64 else 4
+    itemsize = _itemsize(xp, dtype)
     for a, b in _chunks(n, c * len(taps) * oh * ow * itemsize):
         m = b - a
         grid = xp.reshape(dycm[:, a:b, ...], (o, m * oh * ow))  # a copy: the slice is not contiguous

@@ -165,18 +165,26 @@ def build_lenet(seed: int = 0):
     )
 
 
-def _xpcnn_step(n: int, seed: int = 0):
+def _xpcnn_train_step(model, optimizer, n: int, seed: int):
+    """One ``train_step`` of ``model`` on random digits-shaped data (no dX of the input, as
+    in PyTorch's step)."""
     import xpcnn
 
-    model = build_lenet(seed).compile(loss=xpcnn.SoftmaxCrossEntropy(), optimizer=xpcnn.SGD(LEARNING_RATE))
+    model.compile(loss=xpcnn.SoftmaxCrossEntropy(), optimizer=optimizer)
     rng = np.random.default_rng(seed)
     x = model.placement.asarray(rng.standard_normal((n, 1, 28, 28)), dtype="float32")
     t = model.placement.asarray(rng.integers(0, 10, size=n))
 
-    def run():  # the step fit runs per batch (no dX of the input, as in PyTorch's step)
+    def run():
         model.train_step(x, t)
 
     return run
+
+
+def _xpcnn_step(n: int, seed: int = 0):
+    import xpcnn
+
+    return _xpcnn_train_step(build_lenet(seed), xpcnn.SGD(LEARNING_RATE), n, seed)
 
 
 def resnet_flops(n: int) -> float:
@@ -196,15 +204,7 @@ def _xpcnn_resnet_step(n: int, seed: int = 0):
     import xpcnn
     from xpcnn import zoo
 
-    model = zoo.digits_resnet(seed=seed).compile(loss=xpcnn.SoftmaxCrossEntropy(), optimizer=xpcnn.Adam(1e-3))
-    rng = np.random.default_rng(seed)
-    x = model.placement.asarray(rng.standard_normal((n, 1, 28, 28)), dtype="float32")
-    t = model.placement.asarray(rng.integers(0, 10, size=n))
-
-    def run():
-        model.train_step(x, t)
-
-    return run
+    return _xpcnn_train_step(zoo.digits_resnet(seed=seed), xpcnn.Adam(1e-3), n, seed)
 
 
 def _tutorial_conv(n: int, c: int, o: int, hw: int, seed: int = 0):
@@ -254,12 +254,13 @@ def _torch_lenet():
     )
 
 
-def _torch_step(n: int, seed: int = 0):
+def _torch_train_step(make_model, make_optimizer, n: int, seed: int):
+    """One step of ``make_model()`` with ``make_optimizer(parameters)`` on random data."""
     import torch
 
     torch.manual_seed(seed)
-    model = _torch_lenet()
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    model = make_model()
+    optimizer = make_optimizer(model.parameters())
     x = torch.randn(n, 1, 28, 28)
     t = torch.randint(0, 10, (n,))
 
@@ -269,6 +270,12 @@ def _torch_step(n: int, seed: int = 0):
         optimizer.step()
 
     return run
+
+
+def _torch_step(n: int, seed: int = 0):
+    import torch
+
+    return _torch_train_step(_torch_lenet, lambda p: torch.optim.SGD(p, lr=LEARNING_RATE), n, seed)
 
 
 def _torch_resnet():
@@ -301,18 +308,7 @@ def _torch_resnet():
 def _torch_resnet_step(n: int, seed: int = 0):
     import torch
 
-    torch.manual_seed(seed)
-    model = _torch_resnet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(n, 1, 28, 28)
-    t = torch.randint(0, 10, (n,))
-
-    def run():
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), t).backward()
-        optimizer.step()
-
-    return run
+    return _torch_train_step(_torch_resnet, lambda p: torch.optim.Adam(p, lr=1e-3), n, seed)
 
 
 # ----------------------------------------------------------------------------- memory
