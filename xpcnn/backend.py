@@ -85,6 +85,12 @@ def is_host_scalar(x: Any) -> bool:
     return isinstance(x, np.generic)
 
 
+def host_0d(x: Any) -> np.ndarray:
+    """A NumPy scalar as the 0-d array of its dtype (no copy through a wrapper: a hot path,
+    every loss value on the CPU)."""
+    return np.asarray(x)
+
+
 def is_host_array(x: Any) -> bool:
     """True for a NumPy array (host memory)."""
     return isinstance(x, np.ndarray)

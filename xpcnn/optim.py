@@ -33,6 +33,7 @@ import math
 from . import backend
 from ._validate import float_dtype, non_negative, positive, unit_interval
 from .descent import descend
+from .layers.base import Layer
 from .schedules import Constant, as_schedule
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "get"]
@@ -94,14 +95,17 @@ class Optimizer:
                 f"{name}.step: expected a list of layers (e.g. model.layers), received "
                 f"{type(layers).__name__}: {layers!r:.80}."
             ) from None
+        flat = []
         for i, layer in enumerate(layers):
-            if not (
-                callable(getattr(layer, "leaves", None)) and isinstance(getattr(layer, "grads", None), dict)
-            ):
+            if not isinstance(layer, Layer):
                 raise TypeError(
                     f"{name}.step: expected xpcnn layers, received {type(layer).__name__} at position {i}."
                 )
-        layers = [leaf for layer in layers for leaf in layer.leaves()]  # a block steps its layers
+            if layer.child_slots:  # a block steps its layers
+                flat.extend(layer.leaves())
+            else:
+                flat.append(layer)
+        layers = flat
         lr = self.schedule(self.iterations)
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(

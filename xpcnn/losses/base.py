@@ -177,6 +177,8 @@ def element_count(x) -> int:
 def as_0d(xp, value, like):
     """``value`` as a 0-d array where ``like`` lives (NumPy reductions return scalars, which
     are not arrays: ``numpy.float32`` is turned into a 0-d ``ndarray`` here too)."""
-    if getattr(value, "ndim", None) == 0 and not backend.is_host_scalar(value):
+    if backend.is_host_scalar(value):
+        return backend.host_0d(value)  # like lives on the host: the scalar is its result
+    if getattr(value, "ndim", None) == 0:
         return value
     return xp.asarray(value, device=backend.device(like))
