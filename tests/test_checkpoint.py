@@ -153,15 +153,20 @@ def test_file_layout_is_the_documented_one(tmp_path):
     n = int.from_bytes(raw[:8], "little")
     assert (8 + n) % 8 == 0
     header = json.loads(raw[8 : 8 + n])
-    assert header["format"] == "xpcnn.checkpoint" and header["format_version"] == ckformat.FORMAT_VERSION
-    assert [entry["type"] for entry in header["architecture"]] == [name for name, _ in CHAIN]
+    meta = header.pop("__metadata__")  # format 2.x: a safetensors file
+    assert all(isinstance(v, str) for v in meta.values())
+    assert meta["format"] == "xpcnn.checkpoint" and meta["format_version"] == ckformat.FORMAT_VERSION
+    assert [entry["type"] for entry in json.loads(meta["architecture"])] == [name for name, _ in CHAIN]
+    assert raw[8:].startswith(b'{"__metadata__":{"header_sha256":"')  # checked before parsing
+    assert meta["header_sha256"] == ckformat._header_digest({**header, "__metadata__": meta})
     data = raw[8 + n :]
-    assert hashlib.sha256(data).hexdigest() == header["data_sha256"]
+    assert hashlib.sha256(data).hexdigest() == meta["data_sha256"]
     i = next(k for k, (name, _) in enumerate(CHAIN) if name == "Dense")
     weights = model.layers[i].weights
-    entry = header["tensors"][f"layers.{i}.weights"]
+    k = next(k for k, leaf in enumerate(model.leaves()) if leaf is model.layers[i])
+    entry = header[f"layers.{k}.weights"]
     begin, end = entry["data_offsets"]
-    assert entry["dtype"] == "float64" and entry["shape"] == [6, 3]
+    assert entry["dtype"] == "F64" and entry["shape"] == [6, 3]
     assert data[begin:end] == np.asarray(weights, dtype="<f8").tobytes()
 
 
@@ -480,7 +485,11 @@ HOSTILE = {
     "string": ("os.system('rm -rf /')", "must be a JSON object"),
     "null": (None, "must be a JSON object"),
     "wrong-format": ({**_base_header(DENSE, DENSE_TENSORS), "format": "pickle"}, "not an xpcnn checkpoint"),
-    "newer-major": ({**_base_header(DENSE, DENSE_TENSORS), "format_version": "2.0"}, "newer format"),
+    "newer-major": ({**_base_header(DENSE, DENSE_TENSORS), "format_version": "3.0"}, "newer format"),
+    "layout-mismatch": (
+        {**_base_header(DENSE, DENSE_TENSORS), "format_version": "2.0"},
+        "does not match its layout",
+    ),
     "far-newer": ({**_base_header(DENSE, DENSE_TENSORS), "format_version": "17.3"}, "upgrade xpcnn"),
     "older-major": (
         {**_base_header(DENSE, DENSE_TENSORS), "format_version": "0.9"},
@@ -671,7 +680,9 @@ def test_a_modified_header_fails_its_checksum(small_file, tmp_path):
     _, _, raw = small_file
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + n])
-    header["architecture"][0]["config"]["stride"] = [1, 2]  # a plausible edit, same parameter shapes
+    architecture = json.loads(header["__metadata__"]["architecture"])
+    architecture[0]["config"]["stride"] = [1, 2]  # a plausible edit, same parameter shapes
+    header["__metadata__"]["architecture"] = json.dumps(architecture)
     _load_fails(
         _forge(tmp_path / "edit.xpcnn", header, raw[8 + n :], checksums=False), "header checksum mismatch"
     )

@@ -81,7 +81,7 @@ def test_every_truncation_is_refused(tmp_path, good):
 def test_a_mutated_header_is_refused_before_it_is_parsed(tmp_path, good, monkeypatch):
     """The digest is checked on the raw bytes first: a changed header never reaches json."""
     data = bytearray(good)
-    data[good.index(b'"Dense"') + 1] = ord("X")
+    data[good.index(b"Dense")] = ord("X")
     path = tmp_path / "h.xpcnn"
     path.write_bytes(bytes(data))
 
@@ -92,18 +92,37 @@ def test_a_mutated_header_is_refused_before_it_is_parsed(tmp_path, good, monkeyp
     assert "header checksum mismatch" in _refused(path).reason
 
 
-def test_files_of_the_1_0_layout_still_load(tmp_path, good):
-    """Files written before the digest moved to the front (sorted keys) keep loading."""
+def test_a_header_laid_out_by_another_writer_still_loads(tmp_path, good):
+    """A header whose digest is not in front (sorted keys, as a re-serialising tool writes it)
+    is checked after parsing, and loads."""
     n = int.from_bytes(good[:8], "little")
     header = json.loads(good[8 : 8 + n])
-    legacy = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    assert not legacy.startswith(b'{"header_sha256"')
-    legacy += b" " * (-len(legacy) % 8)
-    path = tmp_path / "legacy.xpcnn"
-    path.write_bytes(len(legacy).to_bytes(8, "little") + legacy + good[8 + n :])
+    other = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    assert not other.startswith(b'{"__metadata__":{"header_sha256"')
+    other += b" " * (-len(other) % 8)
+    path = tmp_path / "other.xpcnn"
+    path.write_bytes(len(other).to_bytes(8, "little") + other + good[8 + n :])
     model = xpcnn.load(path)
     assert xpcnn.checkpoint.load_metadata(path) == {"note": "the original"}
     assert [type(layer).__name__ for layer in model.layers][-1] == "Dense"
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_a_file_written_by_xpcnn_0_1_in_format_1_0_still_loads():
+    """tests/data/format-1.0.xpcnn was written by the previous release (format 1.0: the keys
+    at the top of the header, with its digest first); it loads with the same predictions."""
+    path = os.path.join(DATA, "format-1.0.xpcnn")
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw[8:].startswith(b'{"header_sha256":"') and b'"format_version":"1.0"' in raw
+    model = xpcnn.load(path)
+    assert xpcnn.checkpoint.load_metadata(path) == {"note": "written by xpcnn 0.1.0, format 1.0"}
+    x = np.load(os.path.join(DATA, "format-1.0-input.npy"))
+    expected = np.load(os.path.join(DATA, "format-1.0-predict.npy"))
+    assert np.array_equal(xpcnn.to_host(model.predict(x)), expected)
+    assert model.optimizer is None  # format 1.0 held the weights only
 
 
 def _file_with_header(path, raw: bytes) -> None:

@@ -11,6 +11,7 @@ in ``self.model.stop_reason`` (a string; ``fit`` copies it to ``history.stop_rea
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -18,6 +19,7 @@ from . import schedules
 from ._validate import non_negative, non_negative_int, positive_int
 
 __all__ = [
+    "BackupAndRestore",
     "Callback",
     "EarlyStopping",
     "LearningRateScheduler",
@@ -194,6 +196,70 @@ class ModelCheckpoint(Callback):
 
     def config(self):
         return {"path": self.path, "monitor": self.monitor, "save_best_only": self.save_best_only}
+
+
+class BackupAndRestore(Callback):
+    """Resume a run that was interrupted (Keras's ``BackupAndRestore``): the whole training
+    state is written, atomically, to ``path`` at the end of every epoch and, with
+    ``save_every=N``, after every ``N`` batches too; when ``fit`` starts and ``path`` exists,
+    the run goes on from it, as ``fit(..., resume_from=path)`` does.  So a job killed at any
+    moment and started again with the same command ends with the weights of a run that was
+    never interrupted (bit for bit: the weights, the optimizer state, the shuffle generator,
+    Dropout's masks and the partial epoch sums are all in the backup).  When ``fit`` ends
+    normally the backup is deleted (``delete_on_end=False`` keeps it).
+
+    The state saved is the model's, the optimizer's and ``fit``'s; other callbacks (early
+    stopping's patience, a progress bar) start afresh on resume.  With batch backups on a
+    GPU a backup is written at the next read of the losses (``steps_per_sync``) after each
+    ``N`` batches.
+
+    Args:
+        path: the backup file (one file; its folder must exist).
+        save_every: ``"epoch"``, or an int ``N >= 1``: also every ``N`` batches.
+        delete_on_end: remove the backup when training ends without an error.
+    """
+
+    def __init__(self, path, save_every="epoch", delete_on_end: bool = True):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"BackupAndRestore: expected path to be a str or os.PathLike. Received {path!r}.")
+        self.path = os.fspath(path)
+        if save_every != "epoch":
+            save_every = positive_int(save_every, "save_every", "BackupAndRestore")
+        self.save_every = save_every
+        self.delete_on_end = bool(delete_on_end)
+        self.written = 0  # backups written by this object
+
+    def backup_path(self) -> str | None:
+        """The backup to resume from, or None when there is none."""
+        return self.path if os.path.exists(self.path) else None
+
+    def on_train_begin(self, logs=None):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"BackupAndRestore: the folder {folder!r} of path={self.path!r} does not exist."
+            )
+        from .checkpoint import format, training
+
+        try:  # a loss or optimizer that the file cannot name fails now, not at the first backup
+            training.describe(self.model, self.model.leaves(), None, strict=True)
+        except format.Bad as exc:
+            raise ValueError(f"BackupAndRestore: the training state cannot be saved: {exc}") from None
+
+    def due(self, batches: int) -> bool:
+        """Whether ``batches`` trained since the last backup call for one."""
+        return self.save_every != "epoch" and batches >= self.save_every
+
+    def write(self, model) -> None:
+        model.save(self.path, include_optimizer=True)
+        self.written += 1
+
+    def finished(self) -> None:
+        if self.delete_on_end and os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def config(self):
+        return {"path": self.path, "save_every": self.save_every, "delete_on_end": self.delete_on_end}
 
 
 class LearningRateScheduler(Callback):

@@ -20,6 +20,26 @@ def rng_from(seed) -> np.random.Generator:
     )
 
 
+#: The bit generators whose state a checkpoint may restore (by name, never imported by path).
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """The state of ``rng``'s bit generator as JSON values (for :func:`rng_from_state`)."""
+    return rng.bit_generator.state
+
+
+def rng_from_state(state) -> np.random.Generator:
+    """A new Generator in the saved ``state`` of :func:`rng_state`; ``ValueError`` (or
+    ``TypeError``) for a state of another bit generator or a malformed one."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise ValueError(f"expected the state of one of {', '.join(BIT_GENERATORS)}, received {name!r:.40}")
+    bits = getattr(np.random, name)()
+    bits.state = state
+    return np.random.Generator(bits)
+
+
 def glorot_uniform(rng: np.random.Generator, shape, fan_in: int, fan_out: int) -> np.ndarray:
     """``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (Glorot and Bengio, 2010), float64."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))

@@ -13,12 +13,13 @@ data - and copy one batch at a time.  No dtype is converted silently.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import sys
 from collections.abc import KeysView
 
-from . import backend, checkpoint, init, optim, schedules
+from . import backend, checkpoint, init, optim, resume, schedules
 from . import callbacks as cb
 from . import losses as _losses
 from ._validate import float_dtype, integer, positive
@@ -75,6 +76,19 @@ class History:
     def __repr__(self) -> str:
         last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
         return f"History(epochs={len(self)}, last={last})"
+
+    def as_dict(self) -> dict:
+        """``{"epoch", "history", "stop_reason"}``: plain values (what a checkpoint keeps)."""
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()},
+                "stop_reason": self.stop_reason}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, values: dict) -> History:
+        history = cls()
+        history.epoch = list(values["epoch"])
+        history.history = {k: list(v) for k, v in values["history"].items()}
+        history.stop_reason = values.get("stop_reason")
+        return history
 
 
 def _snake(name: str) -> str:
@@ -166,6 +180,9 @@ class Sequential(Layer):
         self.optimizer: optim.Optimizer | None = None
         self.metrics: dict = {}
         self.history: History | None = None
+        #: How far ``fit`` got (epoch, batch, shuffle generator, history): saved with the
+        #: training state, so that ``fit(resume_from=...)`` goes on from there.
+        self.fit_state: dict | None = None
         self.stop_training = False
         self.stop_reason: str | None = None  # set by a callback that stops training
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
@@ -462,7 +479,9 @@ class Sequential(Layer):
         if loss is not None:
             self.loss = self._resolve_loss(loss)
         if optimizer is not None:
-            self.optimizer = optim.get(optimizer)
+            optimizer = optim.get(optimizer)
+            optimizer.check_owner(self._leaves, "compile")
+            self.optimizer = optimizer
         if metrics is not None:
             self.metrics = self._resolve_metrics(metrics)
         return self
@@ -630,6 +649,8 @@ class Sequential(Layer):
         on_nonfinite: str = "raise",
         verbose=None,
         steps_per_sync: int | None = None,
+        initial_epoch: int = 0,
+        resume_from=None,
     ) -> History:
         """Train with mini-batch gradient descent; return a :class:`History`.
 
@@ -660,6 +681,19 @@ class Sequential(Layer):
             steps_per_sync: batches between two reads of the losses by the host (Keras's
                 ``steps_per_execution``).  ``None``: 1 on the CPU, where a read costs nothing,
                 :data:`CUDA_STEPS_PER_SYNC` on a GPU, where each read waits for the device.
+            initial_epoch: the epoch to start at (Keras's convention: ``epochs`` is the index of
+                the last epoch plus one, so ``fit(..., epochs=10, initial_epoch=5)`` trains 5
+                epochs, numbered 5 to 9).  With an integer ``seed`` the shuffle generator first
+                draws the permutations of the epochs skipped, so a run continued from a
+                checkpoint with the same seed sees the batches the uninterrupted run saw.
+            resume_from: a checkpoint path: its weights, running statistics, optimizer state
+                (loaded into ``optimizer`` when one is given, which must have the saved class
+                and hyperparameters), loss and metrics (where not given) and progress (the
+                epoch and batch reached, the shuffle generator, the history, the partial
+                epoch sums) are put back into this model (same architecture, checked) and
+                training goes on from there to ``epochs``; ``seed`` is then not used.  A
+                :class:`~xpcnn.callbacks.BackupAndRestore` callback does the same with its
+                backup file when there is one.
 
         Every batch is one :meth:`train_step`.  The losses stay on the device and are read
         every ``steps_per_sync`` batches (and at the end of each epoch), in one transfer; the
@@ -682,7 +716,23 @@ class Sequential(Layer):
         if steps_per_sync is None:
             steps_per_sync = CUDA_STEPS_PER_SYNC if self.placement.is_cuda else 1
         steps_per_sync = integer(steps_per_sync, "steps_per_sync", 1, where="fit")
-        loss = self._resolve_loss(loss)
+        initial_epoch = integer(initial_epoch, "initial_epoch", 0, where="fit")
+        callbacks = _callback_list(callbacks)
+        backups = [c for c in callbacks if isinstance(c, cb.BackupAndRestore)]
+        if len(backups) > 1:
+            raise ValueError(f"fit: expected at most one BackupAndRestore callback. Received {len(backups)}.")
+        backup = backups[0] if backups else None
+        source = resume_from if resume_from is not None else (backup.backup_path() if backup else None)
+        if source is None:  # (a resumed run may take its loss from the checkpoint)
+            loss = self._resolve_loss(loss)
+        xs, ys = self._pair(x, y, "fit", stage=True)
+        reached = None
+        if source is not None:
+            if not self.built:
+                self.build(xs.shape[1:])
+            given = optim.get(optimizer) if optimizer is not None else self.optimizer
+            reached = resume.restore_into(self, source, given, "fit")
+            loss, optimizer = self._resolve_loss(loss), self.optimizer
         if getattr(loss, "differentiable", True) is False:
             raise ValueError(
                 f"fit: {loss!r} is a metric without a gradient; train with a differentiable loss."
@@ -690,8 +740,8 @@ class Sequential(Layer):
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else optim.SGD(0.01)
         optimizer = optim.get(optimizer)
+        optimizer.check_owner(self._leaves, "fit")
         metrics = self._resolve_metrics(metrics)
-        xs, ys = self._pair(x, y, "fit", stage=True)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -707,17 +757,17 @@ class Sequential(Layer):
             self._checked_targets(
                 loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics
             )
-        rng = init.rng_from(seed)
+        n, steps = len(xs), num_batches(len(xs), batch_size)
+        start = _start(reached, initial_epoch, seed, shuffle, n, batch_size, steps)
+        rng, history = start.rng, start.history
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.input_shape = xs.shape[1:]
 
-        callbacks = _callback_list(callbacks)
         plateau = schedules.find_plateau(optimizer.schedule)
         if plateau is not None and not any(getattr(c, "schedule", None) is plateau for c in callbacks):
             callbacks.append(cb.ReduceLROnPlateau(schedule=plateau))
         if progress and not any(isinstance(c, cb.ProgressBar) for c in callbacks):
             callbacks.append(cb.ProgressBar("line" if progress == "line" else "auto"))
-        n, steps = len(xs), num_batches(len(xs), batch_size)
         logged = ["loss", *metrics, "learning_rate"]
         if val is not None:
             logged += ["val_loss", *(f"val_{name}" for name in metrics)]
@@ -725,18 +775,23 @@ class Sequential(Layer):
             c.set_model(self)
             c.params = {"epochs": epochs, "batches": steps, "samples": n, "logs": logged}
         loop = _EpochLoop(self, callbacks, value_and_gradient, metrics, steps_per_sync, on_nonfinite)
+        loop.backup, loop.history, loop.sizes = backup, history, (n, batch_size)
 
-        history = History()
         self.history = history
         self.stop_training, self.stop_reason = False, None
         for c in callbacks:
             c.on_train_begin({})
         with self._mode(True):
             try:
-                for epoch in range(epochs):
+                for epoch in range(start.epoch, epochs):
+                    loop.epoch_rng = init.rng_state(rng)  # before this epoch's permutation
                     for c in callbacks:
                         c.on_epoch_begin(epoch, {})
-                    logs = loop.run(epoch, epochs, xs, ys, batch_slices(n, batch_size, shuffle, rng), steps)
+                    skip = start.batch if epoch == start.epoch else 0
+                    indices = batch_slices(n, batch_size, shuffle, rng)
+                    logs = loop.run(
+                        epoch, epochs, xs, ys, indices, steps, skip, start.partial if skip else {}
+                    )
                     if logs is None:  # a non-finite loss with on_nonfinite="stop"
                         history.stop_reason = loop.stop_reason
                         self.stop_training = True
@@ -745,12 +800,17 @@ class Sequential(Layer):
                         logs.update(self._evaluate(val[0], val[1], loss, metrics, batch_size, prefix="val_"))
                     logs["learning_rate"] = optimizer.last_learning_rate
                     history.append(epoch, logs)
+                    self.fit_state = loop.fit_state(epoch + 1, 0, init.rng_state(rng), {})
                     for c in callbacks:
                         c.on_epoch_end(epoch, logs)
+                    if backup is not None:
+                        backup.write(self)
                     if self.stop_training:
                         break
                 if self.stop_training and history.stop_reason is None:
                     history.stop_reason = self.stop_reason or "a callback set model.stop_training"
+                if backup is not None:
+                    backup.finished()
             finally:
                 for c in callbacks:
                     c.on_train_end({})
@@ -866,20 +926,69 @@ def load(path: str | os.PathLike, device: DeviceLike = "cpu") -> Sequential:
     """Load a checkpoint written by :func:`xpcnn.save` onto ``device`` (``"cpu"``, ``"cuda"``, a
     :class:`~xpcnn.backend.Placement`).
 
-    Returns a ``Sequential`` whose parameters are bit-identical to the saved ones.  The file is
+    Returns a ``Sequential`` whose parameters are bit-identical to the saved ones; a file saved
+    with its training state (``save(..., include_optimizer=True)``, the default for a compiled
+    or fitted model) also gives back its ``loss``, ``metrics``, ``optimizer`` (with every state
+    array and its step count), ``progress`` and ``history``, so that ``fit`` continues the
+    run (``fit(..., initial_epoch=...)`` or ``fit(..., resume_from=path)``).  The file is
     fully validated first (:mod:`xpcnn.checkpoint`); any problem raises
     :class:`~xpcnn.checkpoint.CheckpointError` naming the path and the reason.  An unavailable
     ``device`` raises as ``placement`` does.
     """
     place = backend.placement(device)
-    header, layers = checkpoint.load_layers(path)
-    return Sequential(layers, device=place, dtype=header.get("dtype"))
+    content, layers, extra = checkpoint.load_layers(path)
+    model = Sequential(layers, device=place, dtype=content.dtype)
+    if content.training is not None:
+        parts = checkpoint.restore_training(path, content.training, extra, model.leaves())
+        model.loss, model.optimizer = parts["loss"], parts["optimizer"]
+        model.metrics = parts["metrics"] or {}
+        model.fit_state = parts["progress"]
+        if model.fit_state is not None:
+            model.history = History.from_dict(model.fit_state["history"])
+    return model
 
 
 def _value_and_gradient(loss):
     """``loss.value_and_gradient``, or its two halves for a loss object of one's own."""
     both = getattr(loss, "value_and_gradient", None)
     return both if both is not None else (lambda p, t: (loss(p, t), loss.gradient(p, t)))
+
+
+class _Start:
+    """Where ``fit`` begins: epoch, batch, shuffle generator, history, partial epoch sums."""
+
+    def __init__(self, epoch: int, batch: int, rng, history: History, partial: dict):
+        self.epoch, self.batch, self.rng, self.history, self.partial = epoch, batch, rng, history, partial
+
+
+def _start(reached, initial_epoch: int, seed, shuffle: bool, n: int, batch_size: int, steps: int) -> _Start:
+    """The start of a fit: from a checkpoint's progress ``reached``, or at ``initial_epoch``
+    (the shuffle generator advanced past the skipped epochs' permutations)."""
+    if reached is None:
+        rng = init.rng_from(seed)
+        if shuffle:
+            for _ in range(initial_epoch):
+                rng.permutation(n)
+        return _Start(initial_epoch, 0, rng, History(), {})
+    if initial_epoch:
+        raise ValueError(
+            f"fit: initial_epoch={initial_epoch} and a resumed run: the checkpoint says where to start "
+            f"(epoch {reached['epoch']}, batch {reached['batch']})."
+        )
+    if reached["batch"] and (reached.get("samples"), reached.get("batch_size")) != (n, batch_size):
+        raise ValueError(
+            f"fit: the checkpoint stopped in the middle of an epoch of {reached.get('samples')} samples in "
+            f"batches of {reached.get('batch_size')}; this run has {n} samples in batches of {batch_size}. "
+            "Resume with the same data and batch_size."
+        )
+    if reached["batch"] > steps:
+        raise ValueError(
+            f"fit: the checkpoint stopped at batch {reached['batch']}, past this epoch's {steps}."
+        )
+    rng = init.rng_from_state(reached["rng"]) if reached["rng"] is not None else init.rng_from(seed)
+    return _Start(
+        reached["epoch"], reached["batch"], rng, History.from_dict(reached["history"]), reached["partial"]
+    )
 
 
 class _EpochLoop:
@@ -893,19 +1002,34 @@ class _EpochLoop:
         self.batch_begin = [c for c in callbacks if type(c).on_batch_begin is not cb.Callback.on_batch_begin]
         self.batch_end = [c for c in callbacks if type(c).on_batch_end is not cb.Callback.on_batch_end]
         self.stop_reason: str | None = None
+        self.backup = None  # a BackupAndRestore, written at its batch interval
+        self.history: History | None = None
+        self.sizes = (0, 0)  # samples, batch_size
+        self.epoch_rng: dict | None = None  # the shuffle generator's state when the epoch began
 
-    def run(self, epoch: int, epochs: int, xs, ys, indices, steps: int) -> dict | None:
-        """Train one epoch; return its logs, or None after a non-finite loss with "stop"."""
+    def fit_state(self, epoch: int, batch: int, rng: dict | None, partial: dict) -> dict:
+        """``model.fit_state`` at ``batch`` (batches done) of ``epoch``."""
+        assert self.history is not None
+        n, batch_size = self.sizes
+        return {"epoch": epoch, "batch": batch, "rng": rng, "history": self.history.as_dict(),
+                "partial": partial, "samples": n, "batch_size": batch_size}  # fmt: skip
+
+    def run(self, epoch: int, epochs: int, xs, ys, indices, steps: int, skip: int = 0, partial=None):
+        """Train one epoch from batch ``skip`` on (``partial``: the sums of the batches before);
+        return its logs, or None after a non-finite loss with "stop"."""
         self.where = (epoch, epochs, steps)
         with self.model.placement.activate():
-            return self._run(xs, ys, indices, steps)
+            return self._run(xs, ys, indices, steps, skip, partial or {})
 
-    def _run(self, xs, ys, indices, steps: int) -> dict | None:
+    def _run(self, xs, ys, indices, steps: int, skip: int, partial: dict) -> dict | None:
         model, xp = self.model, self.model.placement.xp
-        total, sums = 0.0, dict.fromkeys(self.metrics, 0.0)
+        total = partial.get("loss", 0.0)
+        sums = {name: partial.get("metric." + name, 0.0) for name in self.metrics}
         pending: list = []  # (batch, loss on the device, size) since the last read
         ok = None  # the device flag of the masked steps
         on_host = self.steps_per_sync == 1
+        if skip:  # a resumed epoch: its permutation is drawn again, its first batches skipped
+            indices = itertools.islice(indices, skip, None)
         if xs.on_device and ys.on_device:
             indices = device_indices(model.placement, indices)
 
@@ -917,7 +1041,8 @@ class _EpochLoop:
             ok = finite if ok is None else xp.logical_and(ok, finite)
             return ok
 
-        for batch, index in enumerate(indices):
+        since_backup = 0
+        for batch, index in enumerate(indices, start=skip):
             for c in self.batch_begin:
                 c.on_batch_begin(batch, {})
             xb, yb = xs.take(index), ys.take(index)
@@ -937,7 +1062,13 @@ class _EpochLoop:
                     total += current * size_b
                     for c in self.batch_end:
                         c.on_batch_end(b, {"loss": current, "size": size_b})
+                since_backup += len(pending)
                 pending, ok = [], None
+                if self.backup is not None and self.backup.due(since_backup) and batch < steps - 1:
+                    since_backup = 0
+                    partial = {"loss": total, **{"metric." + k: float(v) for k, v in sums.items()}}
+                    model.fit_state = self.fit_state(self.where[0], batch + 1, self.epoch_rng, partial)
+                    self.backup.write(model)
                 if model.stop_training:
                     break
         n = len(xs)

@@ -34,9 +34,10 @@ from . import backend
 from ._validate import float_dtype, non_negative, positive, unit_interval
 from .descent import descend
 from .layers.base import Layer
-from .schedules import Constant, as_schedule
+from .schedules import Constant, Schedule, as_schedule, restore_state, to_config, without_state
+from .schedules import from_config as schedule_from_config
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "get"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "from_config", "get"]
 
 
 class Optimizer:
@@ -223,6 +224,108 @@ class Optimizer:
             entry["_where"] = (target, new_dtype)
         return self
 
+    # ------------------------------------------------------------ saving and resuming
+    def check_owner(self, layers, where: str = "") -> None:
+        """Refuse to step ``layers`` (a model's leaves) when this optimizer holds state for
+        other layer objects: after ``xpcnn.load`` the loaded model has new layers, and moments
+        keyed to the old ones would be silently restarted at zero while the step counter ``t``
+        (Adam's bias correction) runs on.  ``RuntimeError`` says what to do instead."""
+        if not self.state:
+            return
+        known = {id(layer) for layer in layers}
+        stray = [layer for layer, _ in self.state if id(layer) not in known]
+        if stray:
+            raise RuntimeError(
+                f"{where + ': ' if where else ''}this {type(self).__name__} (step {self.iterations}) holds state "
+                f"for layers of another model ({stray[0].label}, ...), e.g. the model before save/load. Use "
+                "the optimizer that xpcnn.load restored (model.optimizer), give a new optimizer, or call "
+                "optimizer.reset() to start its state over."
+            )
+
+    def _described_config(self) -> dict:
+        """``config()`` with the schedule as JSON values (:func:`xpcnn.schedules.to_config`)."""
+        config = dict(self.config())
+        lr = config["learning_rate"]
+        config["learning_rate"] = to_config(lr) if isinstance(lr, Schedule) else lr
+        return config
+
+    def state_dict(self, layers) -> dict:
+        """Everything needed to resume this optimizer exactly, as PyTorch's
+        ``optimizer.state_dict()``: ``{"type", "config", "iterations", "last_learning_rate",
+        "state"}``; ``config`` holds the hyperparameters with the schedule as
+        :func:`xpcnn.schedules.to_config` gives it (its position is ``iterations``), ``state``
+        maps ``(k, name)`` to ``{slot: array}`` (the arrays themselves), ``k`` the index of the
+        layer in ``layers`` (a model's :meth:`~xpcnn.Sequential.leaves`).  ``ValueError`` for an
+        optimizer or schedule that cannot be described (a class or function of one's own)."""
+        kind = type(self).__name__
+        if REGISTRY.get(kind) is not type(self):
+            raise ValueError(
+                f"the optimizer {self!r:.80} is not one of {', '.join(REGISTRY)}, so it cannot be saved"
+            )
+        self.check_owner(layers, "state_dict")
+        index = {id(layer): k for k, layer in enumerate(layers)}
+        config = self._described_config()
+        state = {
+            (index[id(layer)], name): {slot: entry[slot] for slot in self.slots}
+            for (layer, name), entry in self.state.items()
+        }
+        return {"type": kind, "config": config, "iterations": self.iterations,
+                "last_learning_rate": self.last_learning_rate, "state": state}  # fmt: skip
+
+    def load_state_dict(self, state: dict, layers) -> None:
+        """Put back a :meth:`state_dict` (from this optimizer or one built with the same class
+        and hyperparameters) for ``layers``; each array goes where its parameter lives, in its
+        dtype.  Everything is checked first (class, hyperparameters, layer indices, parameter
+        names, slots and shapes); on an error nothing changes."""
+        name = type(self).__name__
+        if state.get("type") != name:
+            raise ValueError(f"{name}.load_state_dict: the state is of a {state.get('type')!r} optimizer.")
+        mine, theirs = self._described_config(), state.get("config")
+        if not isinstance(theirs, dict) or _without_schedule_state(mine) != _without_schedule_state(theirs):
+            raise ValueError(
+                f"{name}.load_state_dict: the saved optimizer has the hyperparameters {theirs}, this one "
+                f"{mine}; build the optimizer with the saved ones (or let xpcnn.load restore it)."
+            )
+        iterations = state.get("iterations")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(
+                f"{name}.load_state_dict: iterations must be an integer >= 0, received {iterations!r}."
+            )
+        entries = {}
+        for (k, param), slots in state.get("state", {}).items():
+            if not (isinstance(k, int) and 0 <= k < len(layers)) or param not in layers[k].param_names:
+                raise ValueError(f"{name}.load_state_dict: no parameter {param!r} in layer {k} of the model.")
+            layer = layers[k]
+            value = getattr(layer, param)
+            if set(slots) != set(self.slots):
+                raise ValueError(
+                    f"{name}.load_state_dict: {layer.label}.{param} has slots {sorted(slots)}, expected "
+                    f"{sorted(self.slots)}."
+                )
+            for slot, array in slots.items():
+                if tuple(array.shape) != tuple(value.shape):
+                    raise ValueError(
+                        f"{name}.load_state_dict: {layer.label}.{param} {slot} has shape {tuple(array.shape)}, "
+                        f"the parameter {tuple(value.shape)}."
+                    )
+            where = backend.placement_of(value)
+            dtype = backend.dtype_name(value.dtype)
+            entry = {"_where": (where, dtype)}
+            for slot, array in slots.items():
+                entry[slot] = where.asarray(backend.to_host(array), dtype=dtype)
+            entries[(layer, param)] = entry
+        last = state.get("last_learning_rate")
+        if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float))):
+            raise ValueError(
+                f"{name}.load_state_dict: last_learning_rate must be a number, received {last!r:.80}."
+            )
+        lr = theirs.get("learning_rate")
+        if isinstance(lr, dict):
+            restore_state(self.schedule, lr)  # (checks its values before it changes anything)
+        self.state = entries
+        self.iterations = iterations
+        self.last_learning_rate = None if last is None else float(last)
+
     def state_arrays(self) -> dict:
         """``{(layer, name, slot): array}``: the state, for inspection and checkpoints."""
         return {
@@ -398,6 +501,29 @@ class Adagrad(Optimizer):
             "eps": self.eps,
             "initial_accumulator_value": self.initial_accumulator_value,
         }
+
+
+def _without_schedule_state(config: dict) -> dict:
+    """A described config without the schedule's learned state (compared separately)."""
+    return {**config, "learning_rate": without_state(config.get("learning_rate"))}
+
+
+#: The optimizers a checkpoint can name.
+REGISTRY = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}
+
+
+def from_config(kind: str, config: dict) -> Optimizer:
+    """A new optimizer of class ``kind`` (a key of :data:`REGISTRY`) with the hyperparameters
+    of ``config`` (``learning_rate`` a number or a schedule entry of
+    :func:`xpcnn.schedules.to_config`).  ``ValueError`` or ``TypeError`` naming what is wrong."""
+    if not isinstance(kind, str) or kind not in REGISTRY:
+        raise ValueError(f"unknown optimizer {kind!r:.80}; expected one of {', '.join(REGISTRY)}")
+    if not isinstance(config, dict):
+        raise ValueError(f"the optimizer's config must be an object, received {config!r:.80}")
+    config = dict(config)
+    if isinstance(config.get("learning_rate"), dict):
+        config["learning_rate"] = schedule_from_config(config["learning_rate"])
+    return REGISTRY[kind](**config)
 
 
 _NAMES = {

@@ -40,6 +40,8 @@ __all__ = [
     "StepDecay",
     "as_schedule",
     "find_plateau",
+    "from_config",
+    "to_config",
 ]
 
 
@@ -63,6 +65,15 @@ class Schedule:
 
     def config(self) -> dict:
         return {}
+
+    def state(self) -> dict:
+        """What the schedule learned while training (JSON numbers), beyond its config and the
+        step counter: empty except for :class:`ReduceOnPlateau`."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state; received {sorted(state)}.")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -250,6 +261,23 @@ class ReduceOnPlateau(Schedule):
         self.wait = 0
         self.cooldown_left = 0
 
+    def state(self) -> dict:
+        best = self.best if math.isfinite(self.best) else None  # None: nothing observed yet
+        return {"current": self.current, "best": best, "wait": self.wait, "cooldown_left": self.cooldown_left}
+
+    def set_state(self, state: dict) -> None:
+        """Put back :meth:`state` (checked: the values are those a run can reach)."""
+        if not isinstance(state, dict) or set(state) != {"current", "best", "wait", "cooldown_left"}:
+            raise ValueError(f"ReduceOnPlateau: expected the keys of state(). Received {state!r:.120}.")
+        current = non_negative(state["current"], "current", "ReduceOnPlateau")
+        best = state["best"]
+        if best is not None and (isinstance(best, bool) or not isinstance(best, Real)):
+            raise ValueError(f"ReduceOnPlateau: expected best to be a number or None. Received {best!r}.")
+        wait = non_negative_int(state["wait"], "wait")
+        cooldown_left = non_negative_int(state["cooldown_left"], "cooldown_left")
+        self.current, self.wait, self.cooldown_left = current, wait, cooldown_left
+        self.best = float(best) if best is not None else (math.inf if self.mode == "min" else -math.inf)
+
     def value(self, step):
         return self.current
 
@@ -331,3 +359,56 @@ def find_plateau(schedule) -> ReduceOnPlateau | None:
             return schedule
         schedule = getattr(schedule, "after", None)
     return None
+
+
+#: The schedules a checkpoint can name (user functions cannot be saved: pass them again).
+REGISTRY = {cls.__name__: cls for cls in (Constant, StepDecay, ExponentialDecay, CosineDecay, OneCycle,
+                                          LinearWarmup, ReduceOnPlateau)}  # fmt: skip
+
+
+def to_config(schedule: Schedule) -> dict:
+    """``{"type", "config", "state"}``: JSON values that :func:`from_config` turns back into an
+    equal schedule in the same state.  Raises ``ValueError`` for a schedule outside
+    :data:`REGISTRY` (a function ``t -> float``, a subclass of one's own)."""
+    kind = type(schedule).__name__
+    if REGISTRY.get(kind) is not type(schedule):
+        raise ValueError(
+            f"the learning-rate schedule {schedule!r:.80} cannot be saved (a checkpoint names one of "
+            f"{', '.join(REGISTRY)}); pass the optimizer again after loading"
+        )
+    config = {k: to_config(v) if isinstance(v, Schedule) else v for k, v in schedule.config().items()}
+    return {"type": kind, "config": config, "state": schedule.state()}
+
+
+def from_config(entry) -> Schedule:
+    """The schedule described by :func:`to_config`'s ``entry``; ``ValueError`` (or
+    ``TypeError``) naming what does not fit."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or entry["type"] not in REGISTRY:
+        raise ValueError(
+            f"expected a schedule entry naming one of {', '.join(REGISTRY)}. Received {entry!r:.120}."
+        )
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"expected the schedule's config to be an object. Received {config!r:.120}.")
+    config = {k: from_config(v) if isinstance(v, dict) else v for k, v in config.items()}
+    schedule = REGISTRY[entry["type"]](**config)
+    restore_state(schedule, entry)
+    return schedule
+
+
+def restore_state(schedule: Schedule, entry: dict) -> None:
+    """Put the learned state of :func:`to_config`'s ``entry`` (and of the schedules it wraps)
+    back into ``schedule``, an equal schedule."""
+    schedule.set_state(entry.get("state") or {})
+    for key, inner in entry.get("config", {}).items():
+        if isinstance(inner, dict):
+            restore_state(getattr(schedule, key), inner)
+
+
+def without_state(entry):
+    """:func:`to_config`'s ``entry`` without the learned states: what two equal schedules
+    share whatever they observed."""
+    if not isinstance(entry, dict):
+        return entry
+    config = {k: without_state(v) for k, v in entry.get("config", {}).items()}
+    return {**entry, "config": config, "state": {}}

@@ -1,20 +1,23 @@
 """The content of a model checkpoint: layers and parameters <-> the header of the format.
 
-The header keys added to those of :mod:`xpcnn.checkpoint.format`::
+The ``__metadata__`` strings added to those of :mod:`xpcnn.checkpoint.format` (format 2.x)::
 
-      "xpcnn_version": "0.1.0",                # optional, informative only (not checked)
-      "architecture": [                        # one entry per layer, in order
-        {"type": "Dense", "config": {...}},    # type: a key of xpcnn.layers.REGISTRY
-        ...
-      ],
-      "dtype": "float32",                      # optional: the model's dtype (Sequential.dtype)
-      "metadata": {"epochs": "10", ...},       # optional: user strings
+      "xpcnn_version": "0.1.0",                 # informative only (not checked)
+      "architecture": "[{\"type\": \"Dense\", \"config\": {...}}, ...]"
+                                                # JSON: one entry per layer, in order
+      "dtype": "float32",                       # the model's dtype (Sequential.dtype)
+      "training": "{\"loss\": ..., \"optimizer\": ...}"
+                                                # optional, JSON: xpcnn.checkpoint.training
+      "<user key>": "<user value>", ...         # save(..., metadata=...)
 
-and the tensors are named ``"layers.<i>.<parameter>"``.  Layer types are looked up in the fixed
-registry by name, never imported from a module path; each layer's stored parameter shapes are
-checked against ``cls.parameter_shapes(config)`` (the layer class states them) before the
-layer is built, so a hostile configuration cannot make a constructor allocate more than the
-file holds.
+and the tensors are named ``"layers.<k>.<parameter>"`` (``k`` counts the layers that are not
+containers, depth first), plus ``"optimizer.<k>.<parameter>.<slot>"`` for the optimizer's
+state when the training state is saved.  Layer types are looked up in the fixed registry by
+name, never imported from a module path; each layer's stored parameter shapes are checked
+against ``cls.parameter_shapes(config)`` (the layer class states them) before the layer is
+built, so a hostile configuration cannot make a constructor allocate more than the file
+holds.  Files of format 1.x held the same things as JSON values at the top of the header
+(``"metadata"`` an object of strings); they are read too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from .format import DTYPES, MAX_LAYERS, Bad
 __all__ = ["header_body", "read_layers", "read_metadata"]
 
 _TENSOR_NAME = re.compile(r"layers\.(0|[1-9][0-9]{0,5})\.([A-Za-z_][A-Za-z0-9_]{0,63})")
+#: The ``__metadata__`` keys of the content; user metadata may use any other key.
+CONTENT_KEYS = ("xpcnn_version", "architecture", "dtype", "training")
+_RESERVED = (*CONTENT_KEYS, *fmt.FORMAT_KEYS, fmt.METADATA)
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -84,6 +90,8 @@ def _check_metadata(metadata) -> dict:
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise Bad(f"metadata must map strings to strings, received {key!r}: {value!r}")
+        if key in _RESERVED:
+            raise Bad(f"the metadata key {key!r} is reserved (reserved: {', '.join(_RESERVED)})")
     return dict(metadata)
 
 
@@ -145,9 +153,14 @@ def _describe(layers: list, prefix: str, leaves: list) -> list:
     return entries
 
 
-def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]]]:
-    """The content keys of the header and the named host tensors of ``model`` (a
-    ``Sequential``, a list of layers or one layer)."""
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def header_body(model, metadata=None, training=None) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+    """The content's ``__metadata__`` strings and the named host tensors of ``model`` (a
+    ``Sequential``, a list of layers or one layer).  ``training``: ``None`` or the pair
+    ``(info, tensors)`` of :func:`xpcnn.checkpoint.training.describe`."""
     layers, metadata, dtype = _layers_of(model), _check_metadata(metadata), _model_dtype(model)
     leaves: list = []
     architecture = _describe(layers, "", leaves)
@@ -157,9 +170,13 @@ def header_body(model, metadata=None) -> tuple[dict, list[tuple[str, np.ndarray]
             tensors.append((f"layers.{k}.{name}", _host_tensor(value, f"{where} parameter {name!r}")))
     from .. import __version__
 
-    body = {"xpcnn_version": __version__, "architecture": architecture, "metadata": metadata}
+    body = {"xpcnn_version": __version__, "architecture": _json(architecture), **metadata}
     if dtype is not None:
         body["dtype"] = dtype
+    if training is not None:
+        info, extra = training
+        body["training"] = _json(info)
+        tensors.extend(extra)
     return body, tensors
 
 
@@ -197,9 +214,41 @@ def _check_entries(entries, path: str, counter: list) -> None:
                 raise Bad(f"the architecture has more than {MAX_LAYERS} layers, the limit")
 
 
-def _check_architecture(header: dict) -> tuple[list, int]:
+class Content:
+    """What a validated header says about the model: ``architecture`` (list), ``dtype`` (or
+    None), ``metadata`` (the user's strings), ``training`` (a dict, or None)."""
+
+    def __init__(self, header: fmt.Header):
+        keys = header.keys
+        if header.major == 1:
+            self.architecture = keys.get("architecture")
+            self.metadata = keys.get("metadata", {})
+            self.training = None
+        else:
+            self.architecture = _parsed(keys, "architecture")
+            self.metadata = {k: v for k, v in keys.items() if k not in _RESERVED}
+            self.training = _parsed(keys, "training") if "training" in keys else None
+            if self.training is not None and not isinstance(self.training, dict):
+                raise Bad("'training' must hold a JSON object")
+        self.dtype = keys.get("dtype")
+
+
+def _parsed(keys: dict, key: str):
+    text = keys.get(key)
+    if not isinstance(text, str):
+        raise Bad(f"the metadata has no {key!r} string (not a model checkpoint)")
+    try:
+        return json.loads(text, object_pairs_hook=fmt._no_duplicates, parse_constant=fmt._no_constants,
+                          parse_float=fmt._finite_float)  # fmt: skip
+    except Bad:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise Bad(f"{key!r} is not valid JSON ({type(exc).__name__}: {exc})") from None
+
+
+def _check_architecture(content: Content) -> tuple[list, int]:
     """The architecture and its number of leaves (layers that hold tensors)."""
-    architecture = header.get("architecture")
+    architecture = content.architecture
     if not isinstance(architecture, list):
         raise Bad(f"'architecture' must be a list, found {type(architecture).__name__}")
     if not architecture:
@@ -211,23 +260,26 @@ def _check_architecture(header: dict) -> tuple[list, int]:
     return architecture, counter[0]
 
 
-def _check_dtype_entry(header: dict) -> None:
-    dtype = header.get("dtype")
+def _check_dtype_entry(content: Content) -> None:
+    dtype = content.dtype
     if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
         raise Bad(f"the model dtype {dtype!r:.80} is not allowed (allowed: {', '.join(DTYPES)})")
 
 
-def _check_metadata_entry(header: dict) -> dict:
-    metadata = header.get("metadata", {})
+def _check_metadata_entry(content: Content) -> dict:
+    metadata = content.metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise Bad("'metadata' must be an object of strings")
     return metadata
 
 
-def _by_layer(tensors: dict, n_layers: int) -> dict:
-    """``{layer index: {parameter: entry}}`` from the format's tensor table."""
+def _by_layer(tensors: dict, n_layers: int, training: bool = False) -> dict:
+    """``{layer index: {parameter: entry}}`` from the format's tensor table (``optimizer.``
+    tensors, allowed with a training state, are left to :mod:`xpcnn.checkpoint.training`)."""
     by_layer: dict[int, dict] = {}
     for name, entry in tensors.items():
+        if training and name.startswith("optimizer."):
+            continue
         match = _TENSOR_NAME.fullmatch(name)
         if match is None:
             raise Bad(f"tensor name {name!r:.80} is not of the form 'layers.<index>.<parameter>'")
@@ -272,14 +324,14 @@ def _compare_shapes(where: str, expected: dict, stored: dict) -> None:
             )
 
 
-def _check_content(header: dict) -> None:
+def _check_content(header: fmt.Header) -> None:
     """The model's header keys, checked before the format reads the tensor table."""
-    _, leaves = _check_architecture(header)
-    tensors = header.get("tensors")
-    if isinstance(tensors, dict):
-        _by_layer(tensors, leaves)  # the names and layer indices
-    _check_metadata_entry(header)
-    _check_dtype_entry(header)
+    content = Content(header)
+    _, leaves = _check_architecture(content)
+    if isinstance(header.tensors, dict):
+        _by_layer(header.tensors, leaves, content.training is not None)  # names and layer indices
+    _check_metadata_entry(content)
+    _check_dtype_entry(content)
 
 
 def _build(entries: list, prefix: str, by_layer: dict, data: bytearray, counter: list) -> list[Layer]:
@@ -305,25 +357,28 @@ def _build(entries: list, prefix: str, by_layer: dict, data: bytearray, counter:
     return layers
 
 
-def read_layers(path) -> tuple[dict, list[Layer]]:
-    """Validate and read ``path``: its header and its layers, on the host (raises ``Bad``)."""
+def read_layers(path) -> tuple[Content, list[Layer], dict]:
+    """Validate and read ``path``: its content, its layers (on the host) and the host arrays
+    of its ``optimizer.`` tensors by name (raises ``Bad``)."""
     header, tensors, data = fmt.read(path, _check_content)
     assert data is not None
-    architecture, count = _check_architecture(header)
-    by_layer = _by_layer(tensors, count)
+    content = Content(header)
+    architecture, count = _check_architecture(content)
+    by_layer = _by_layer(tensors, count, content.training is not None)
     layers = _build(architecture, "", by_layer, data, [0])
+    extra = {name: fmt.tensor(data, e) for name, e in tensors.items() if name.startswith("optimizer.")}
     leaves = [leaf for layer in layers for leaf in layer.leaves()]
-    dtype = header.get("dtype")
+    dtype = content.dtype
     found = sorted({leaf.dtype for leaf in leaves if leaf.param_names})
     if dtype is None and len(found) > 1:
         raise Bad(f"the layers have different dtypes {found}; a model has one dtype")
     for leaf in leaves:
         if dtype is not None and leaf.param_names and leaf.dtype != dtype:
             raise Bad(f"{leaf.label} has dtype {leaf.dtype} but the model's dtype is {dtype}")
-    return header, layers
+    return content, layers, extra
 
 
 def read_metadata(path) -> dict:
-    """The validated header's metadata (the tensors are not read; raises ``Bad``)."""
+    """The validated header's user metadata (the tensors are not read; raises ``Bad``)."""
     header, _, _ = fmt.read(path, _check_content, data=False)
-    return dict(header.get("metadata", {}))
+    return dict(Content(header).metadata)

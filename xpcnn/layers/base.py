@@ -63,6 +63,9 @@ class Layer:
     #: Non-trainable arrays (running statistics): moved by ``to()``, saved in checkpoints,
     #: never touched by optimizers.
     state_names: tuple[str, ...] = ()
+    #: Keys of ``config()`` that count training progress rather than describe the layer
+    #: (``Dropout``: ``("steps",)``): a resumed run takes them from the checkpoint.
+    progress_config: tuple[str, ...] = ()
 
     def __init__(self, *, dtype: str = "float32"):
         self.dtype = _validate.float_dtype(dtype, where=type(self).__name__)

@@ -50,6 +50,8 @@ class Dropout(Layer):
         steps: the number of training forwards already taken (what a checkpoint restores).
     """
 
+    progress_config = ("steps",)
+
     def __init__(self, rate: float = 0.5, *, seed=None, steps: int = 0):
         super().__init__()
         if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
