@@ -536,3 +536,50 @@ def test_from_dlpack_errors():
 
     with pytest.raises(ValueError, match="DLPack device type 8"):
         xpcnn.from_dlpack(Elsewhere())
+
+
+def test_from_dlpack_to_another_placement_is_a_copy_there(be):
+    t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    a = xpcnn.from_dlpack(t, device=be.place)
+    assert be.place.holds(a)
+    np.testing.assert_array_equal(be.to_host(a), t.numpy())
+    t[0, 0] = 9.0
+    if be.name == "numpy":  # the producer's own placement: a view
+        assert be.to_host(a)[0, 0] == 9.0
+    if be.is_cupy:  # device memory: a copy
+        assert be.to_host(a)[0, 0] == 0.0
+
+
+def test_from_dlpack_sends_cuda_producers_to_cupy(monkeypatch):
+    """The dispatch on __dlpack_device__ (no GPU here: a recording stand-in for CuPy)."""
+    calls = []
+
+    class Device:
+        def __init__(self, index):
+            self.index = index
+
+        def __enter__(self):
+            calls.append(("device", self.index))
+
+        def __exit__(self, *exc):
+            return False
+
+    class FakeCupy:
+        cuda = type("cuda", (), {"Device": Device})
+
+        @staticmethod
+        def from_dlpack(obj):
+            calls.append(("from_dlpack", obj))
+            return "cupy array"
+
+    class OnGpu:
+        def __dlpack__(self, **kwargs):
+            raise AssertionError("CuPy reads it, not NumPy")
+
+        def __dlpack_device__(self):
+            return (2, 1)  # kDLCUDA, GPU 1
+
+    monkeypatch.setattr(xpcnn.backend, "_cupy", lambda: FakeCupy)
+    producer = OnGpu()
+    assert xpcnn.from_dlpack(producer) == "cupy array"
+    assert calls == [("device", 1), ("from_dlpack", producer)]

@@ -308,8 +308,9 @@ def from_dlpack(obj, device: DeviceLike = None) -> Array:
     A producer on the CPU gives a NumPy array (``numpy.from_dlpack``), one on CUDA GPU ``n``
     a CuPy array on ``cuda:n`` (``cupy.from_dlpack``): no copy, so writes through either are
     seen by the other.  ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:<n>"``, a Placement or an
-    array) asks for another placement: where it differs from the producer's, the result is a
-    copy there; ``None`` keeps the producer's device.
+    array) asks for a placement: where it differs from the producer's, the array is handed to
+    it through :meth:`Placement.asarray` (a copy into device memory; another CPU namespace,
+    such as array_api_strict's, may still share the memory); ``None`` keeps the producer's.
 
     Raises ``TypeError`` when ``obj`` is not a DLPack producer, ``ValueError`` for a device
     type other than the CPU or CUDA (ROCm, Metal, ...).  A torch tensor that requires grad
