@@ -33,7 +33,7 @@ for you: elsewhere a dtype mismatch is an error), and moved to the model's devic
 DLPack: :func:`from_dlpack` views a torch tensor (or any DLPack producer) as an xpcnn array
 without a copy; the other way, a CPU model's arrays and :func:`xpcnn.to_host`'s results are
 NumPy arrays, which ``torch.from_dlpack`` takes without a copy (CuPy arrays likewise on the
-GPU).  A read-only NumPy array cannot be exported (NumPy refuses).
+GPU).
 """
 
 from __future__ import annotations
