@@ -5,11 +5,13 @@ namespace of its inputs, so NumPy (``device="cpu"``) and CuPy (``device="cuda"``
 same forward and backward equations of the notes.
 
 The public API is ``__all__``: the layers, losses, optimizers and the model, the notes'
-activation functions and operations, checkpoints, and the device switch.  The submodules
-(``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``, ``xpcnn.callbacks``,
-``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``, ``xpcnn.backend``, ``xpcnn.ops``,
-``xpcnn.testing``, ...) stay reachable as attributes; ``xpcnn.layers.REGISTRY`` and
-``xpcnn.layers.register`` are the layer registry that checkpoints use.
+activation functions and operations, checkpoints, PyTorch weights and DLPack arrays
+(:mod:`xpcnn.interop`; PyTorch itself stays optional), and the device switch.  The
+submodules (``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``,
+``xpcnn.callbacks``, ``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``,
+``xpcnn.backend``, ``xpcnn.ops``, ``xpcnn.testing``, ``xpcnn.interop``, ...) stay reachable
+as attributes; ``xpcnn.layers.REGISTRY`` and ``xpcnn.layers.register`` are the layer
+registry that checkpoints use.
 """
 
 from . import (
@@ -55,6 +57,7 @@ from .backend import Placement, cuda_available, placement, to_host
 from .checkpoint import CheckpointError, save
 from .descent import DescentPath, descend, gradient_descent
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
+from .interop import from_dlpack, load_torch_state_dict, to_torch_state_dict
 from .layers import (
     ELU,
     GELU,
@@ -163,6 +166,7 @@ __all__ = [
     "correlate2d",
     "cuda_available",
     "descend",
+    "from_dlpack",
     "gaussian",
     "gaussian_prime",
     "gradient_descent",
@@ -173,6 +177,7 @@ __all__ = [
     "linear",
     "linear_prime",
     "load",
+    "load_torch_state_dict",
     "logistic",
     "logistic_prime",
     "multiquadratic",
@@ -190,4 +195,5 @@ __all__ = [
     "tanh",
     "tanh_prime",
     "to_host",
+    "to_torch_state_dict",
 ]

@@ -13,6 +13,10 @@ Facts kept here so that no layer has to know them:
   therefore go through :meth:`Placement.asarray`, device -> host through :func:`to_host`.
 * array_api_strict refuses ``numpy.asarray`` on a non-CPU device; it is copied to its
   CPU device first.
+* DLPack: a producer on the CPU becomes a NumPy array through ``numpy.from_dlpack``, one on
+  a CUDA GPU a CuPy array through ``cupy.from_dlpack``; both share the producer's memory.
+  NumPy and CuPy arrays are producers too (``__dlpack__``), so ``torch.from_dlpack`` takes
+  a model's arrays without a copy.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "check_array",
     "cuda_available",
     "device_key",
+    "from_dlpack",
     "is_cupy",
     "is_host_array",
     "placement",
@@ -270,7 +275,9 @@ def placement(spec) -> Placement:
 
 
 def to_host(x) -> np.ndarray:
-    """Copy any supported array to a NumPy array on the host (a copy when it lives elsewhere)."""
+    """Copy any supported array to a NumPy array on the host (a copy when it lives elsewhere;
+    a NumPy array comes back as itself).  NumPy arrays are DLPack producers, so
+    ``torch.from_dlpack(to_host(x))`` is a torch tensor sharing that memory (no copy)."""
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, np.generic):  # a NumPy reduction's scalar (a loss value on the CPU)
@@ -287,6 +294,51 @@ def to_host(x) -> np.ndarray:
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
     return np.from_dlpack(x)
+
+
+# DLPack device types (``__dlpack_device__()[0]``): the ones NumPy and CuPy import.
+_DLPACK_HOST = {1: "CPU", 3: "CUDA host (pinned)"}
+_DLPACK_CUDA = {2: "CUDA", 13: "CUDA managed"}
+
+
+def from_dlpack(obj, device: DeviceLike = None) -> Array:
+    """An xpcnn array viewing the memory of a DLPack producer (a torch tensor, a JAX array, a
+    NumPy or CuPy array, ...), shape and dtype unchanged.
+
+    A producer on the CPU gives a NumPy array (``numpy.from_dlpack``), one on CUDA GPU ``n``
+    a CuPy array on ``cuda:n`` (``cupy.from_dlpack``): no copy, so writes through either are
+    seen by the other.  ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:<n>"``, a Placement or an
+    array) asks for a placement: where it differs from the producer's, the array is handed to
+    it through :meth:`Placement.asarray` (a copy into device memory; another CPU namespace,
+    such as array_api_strict's, may still share the memory); ``None`` keeps the producer's.
+
+    Raises ``TypeError`` when ``obj`` is not a DLPack producer, ``ValueError`` for a device
+    type other than the CPU or CUDA (ROCm, Metal, ...).  A torch tensor that requires grad
+    must be detached first (torch refuses to export it).
+    """
+    if not (hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__")):
+        raise TypeError(
+            "from_dlpack: expected obj to be a DLPack producer (an object with __dlpack__ and "
+            f"__dlpack_device__: a torch tensor, a NumPy or CuPy array, ...), received {type(obj).__name__}."
+        )
+    kind, index = (int(v) for v in obj.__dlpack_device__())
+    if kind in _DLPACK_HOST:
+        out = np.from_dlpack(obj)
+    elif kind in _DLPACK_CUDA:
+        cupy = _cupy()
+        with cupy.cuda.Device(index):
+            out = cupy.from_dlpack(obj)
+    else:
+        raise ValueError(
+            f"from_dlpack: obj lives on DLPack device type {kind} (device {index}); xpcnn imports "
+            f"from {', '.join(sorted({*_DLPACK_HOST.values(), *_DLPACK_CUDA.values()}))} memory only."
+        )
+    if device is None:
+        return out
+    target = placement(device)
+    if target.holds(out):
+        return out
+    return target.asarray(to_host(out))
 
 
 _DTYPE_NAMES: dict = {}
