@@ -19,7 +19,7 @@ ROOT = Path(xpcnn.__file__).resolve().parent
 #: Modules that may name numpy / cupy: the backend, the CUDA op module, and the host side
 #: (initialisation, data, the bundled data sets and the model zoo's data, checkpoints, the
 #: finite-difference checker, the reference loops, the neuron of section 1.1 (host weights),
-#: and the tools around the library).
+#: the ONNX exporter (host copies of the parameters), and the tools around the library).
 HOST_SIDE = {
     "xpcnn.backend",
     "xpcnn.ops.cuda",
@@ -32,6 +32,7 @@ HOST_SIDE = {
     "xpcnn.gradcheck",
     "xpcnn.testing",
     "xpcnn.neuron",
+    "xpcnn.export.onnx",
 }
 
 

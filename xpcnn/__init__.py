@@ -5,11 +5,13 @@ namespace of its inputs, so NumPy (``device="cpu"``) and CuPy (``device="cuda"``
 same forward and backward equations of the notes.
 
 The public API is ``__all__``: the layers, losses, optimizers and the model, the notes'
-activation functions and operations, checkpoints, and the device switch.  The submodules
-(``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``, ``xpcnn.callbacks``,
-``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``, ``xpcnn.backend``, ``xpcnn.ops``,
-``xpcnn.testing``, ...) stay reachable as attributes; ``xpcnn.layers.REGISTRY`` and
-``xpcnn.layers.register`` are the layer registry that checkpoints use.
+activation functions and operations, checkpoints, the ONNX export (``export_onnx``: the
+optional ``onnx`` package is imported only when it is called), and the device switch.  The
+submodules (``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``,
+``xpcnn.callbacks``, ``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``, ``xpcnn.backend``,
+``xpcnn.ops``, ``xpcnn.testing``, ``xpcnn.export``, ...) stay reachable as attributes;
+``xpcnn.layers.REGISTRY`` and ``xpcnn.layers.register`` are the layer registry that
+checkpoints use.
 """
 
 from . import (
@@ -54,6 +56,7 @@ from .activations import (
 from .backend import Placement, cuda_available, placement, to_host
 from .checkpoint import CheckpointError, save
 from .descent import DescentPath, descend, gradient_descent
+from .export import ExportError, export_onnx
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
 from .layers import (
     ELU,
@@ -120,6 +123,7 @@ __all__ = [
     "Dense",
     "DescentPath",
     "Dropout",
+    "ExportError",
     "Flatten",
     "Gaussian",
     "GlobalAvgPool2D",
@@ -163,6 +167,7 @@ __all__ = [
     "correlate2d",
     "cuda_available",
     "descend",
+    "export_onnx",
     "gaussian",
     "gaussian_prime",
     "gradient_descent",
