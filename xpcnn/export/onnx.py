@@ -57,10 +57,13 @@ this table (a user's own registered layer, a subclass of a listed one) raise
 
 Precision: ``dtype="float32"`` (the default) stores every initializer, the input and the
 output as float32, also for a float64 model (its parameters are rounded to float32).
-``dtype="float64"`` keeps double precision, but onnxruntime's CPU provider has no float64
-``Conv`` (nor pooling): such a graph is valid ONNX but onnxruntime CPU refuses to load it;
-float64 works there for dense networks.  Float attributes (``LeakyRelu``'s ``alpha``,
-``Elu``'s ``alpha``, ``BatchNormalization``'s ``epsilon``) are float32 in ONNX itself.
+``dtype="float64"`` keeps double precision and writes valid ONNX, but onnxruntime's CPU
+provider (1.32) implements only some operators in float64: not ``Conv``, ``AveragePool``,
+``GlobalAveragePool``, ``GlobalMaxPool``, ``Elu``, ``Softplus`` nor ``Erf`` (exact GELU), so
+it refuses such a graph at load time; dense networks (``Gemm``, ``BatchNormalization``,
+``MaxPool``, ``Relu``, ``Sigmoid``, ``Tanh``, ``Softmax``, ...) run.  Float attributes
+(``LeakyRelu``'s and ``Elu``'s ``alpha``, ``BatchNormalization``'s ``epsilon``) are float32 in
+ONNX itself, even in a float64 graph.
 
 The file is written atomically, as xpcnn's checkpoints are: a temporary file in the same
 folder, then ``os.replace``; on any error the previous file at ``path`` is untouched and no
@@ -477,7 +480,8 @@ def export_onnx(
         opset: the ONNX opset of the default domain, ``MIN_OPSET`` (13) up to the newest the
             installed ``onnx`` knows; ``DEFAULT_OPSET`` (17) by default.
         dtype: ``"float32"`` (default; a float64 model is rounded to it) or ``"float64"`` (valid
-            ONNX, but onnxruntime's CPU provider has no float64 ``Conv`` or pooling).
+            ONNX, but onnxruntime's CPU provider lacks float64 ``Conv``, ``AveragePool``, the
+            global pools, ``Elu``, ``Softplus`` and ``Erf``).
 
     Raises:
         ImportError: ``onnx`` is not installed (``pip install "xpcnn[onnx]"``).
