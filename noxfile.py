@@ -9,7 +9,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "cuda_compile"]
+nox.options.sessions = ["lint", "tests", "cuda_compile", "onnx"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
@@ -59,6 +59,19 @@ def cuda_compile(session: nox.Session) -> None:
     env = {"XPCNN_REQUIRE_CUDA_COMPILE": "1", "XPCNN_BACKENDS": "numpy"}
     session.run(
         "pytest", "-m", "", *cuda_tests, "tests/test_cuda_device.py", "tests/test_cupy_emulated.py", env=env
+    )
+
+
+@nox.session
+def onnx(session: nox.Session) -> None:
+    """The ONNX export (xpcnn.export_onnx) with its optional dependencies, ``.[onnx]``: every
+    zoo model and layer exported, checked by onnx.checker and run with onnxruntime against
+    ``predict``.  The ``tests`` sessions do not install onnx: there these tests skip, naming
+    the reason."""
+    session.install("-e", ".[test,onnx]")
+    # the exporter reads host copies: the NumPy backend is enough
+    session.run(
+        "pytest", "-m", "", "tests/test_onnx_export.py", *session.posargs, env={"XPCNN_BACKENDS": "numpy"}
     )
 
 

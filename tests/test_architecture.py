@@ -19,8 +19,8 @@ ROOT = Path(xpcnn.__file__).resolve().parent
 #: Modules that may name numpy / cupy: the backend, the CUDA op module, and the host side
 #: (initialisation, data, the bundled data sets and the model zoo's data, checkpoints, the
 #: finite-difference checker, the reference loops, the neuron of section 1.1 (host weights),
-#: the PyTorch state_dict exchange (host arrays; its DLPack dispatch is in the backend), and
-#: the tools around the library).
+#: the PyTorch state_dict exchange (host arrays; its DLPack dispatch is in the backend), the
+#: ONNX exporter (host copies of the parameters), and the tools around the library).
 HOST_SIDE = {
     "xpcnn.backend",
     "xpcnn.ops.cuda",
@@ -34,6 +34,7 @@ HOST_SIDE = {
     "xpcnn.testing",
     "xpcnn.neuron",
     "xpcnn.interop",
+    "xpcnn.export.onnx",
 }
 
 

@@ -5,13 +5,14 @@ namespace of its inputs, so NumPy (``device="cpu"``) and CuPy (``device="cuda"``
 same forward and backward equations of the notes.
 
 The public API is ``__all__``: the layers, losses, optimizers and the model, the notes'
-activation functions and operations, checkpoints, PyTorch weights and DLPack arrays
-(:mod:`xpcnn.interop`; PyTorch itself stays optional), and the device switch.  The
+activation functions and operations, checkpoints, the ONNX export (``export_onnx``: the
+optional ``onnx`` package is imported only when it is called), PyTorch weights and DLPack
+arrays (:mod:`xpcnn.interop`; PyTorch itself stays optional), and the device switch.  The
 submodules (``xpcnn.layers``, ``xpcnn.losses``, ``xpcnn.optim``, ``xpcnn.schedules``,
 ``xpcnn.callbacks``, ``xpcnn.data``, ``xpcnn.datasets``, ``xpcnn.checkpoint``,
-``xpcnn.backend``, ``xpcnn.ops``, ``xpcnn.testing``, ``xpcnn.interop``, ...) stay reachable
-as attributes; ``xpcnn.layers.REGISTRY`` and ``xpcnn.layers.register`` are the layer
-registry that checkpoints use.
+``xpcnn.backend``, ``xpcnn.ops``, ``xpcnn.testing``, ``xpcnn.interop``, ``xpcnn.export``, ...)
+stay reachable as attributes; ``xpcnn.layers.REGISTRY`` and ``xpcnn.layers.register`` are the
+layer registry that checkpoints use.
 """
 
 from . import (
@@ -56,6 +57,7 @@ from .activations import (
 from .backend import Placement, cuda_available, placement, to_host
 from .checkpoint import CheckpointError, save
 from .descent import DescentPath, descend, gradient_descent
+from .export import ExportError, export_onnx
 from .gradcheck import GradientCheckError, check_layer_gradients, check_loss_gradient, numerical_gradient
 from .interop import from_dlpack, load_torch_state_dict, to_torch_state_dict
 from .layers import (
@@ -123,6 +125,7 @@ __all__ = [
     "Dense",
     "DescentPath",
     "Dropout",
+    "ExportError",
     "Flatten",
     "Gaussian",
     "GlobalAvgPool2D",
@@ -166,6 +169,7 @@ __all__ = [
     "correlate2d",
     "cuda_available",
     "descend",
+    "export_onnx",
     "from_dlpack",
     "gaussian",
     "gaussian_prime",

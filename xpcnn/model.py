@@ -343,6 +343,14 @@ class Sequential(Layer):
         module; ``kwargs`` such as ``metadata=`` go to it).  Load it with :func:`xpcnn.load`."""
         return checkpoint.save(self, path, **kwargs)
 
+    def export_onnx(self, path: str | os.PathLike, **kwargs) -> str:
+        """Write the model's inference graph to an ONNX file with :func:`xpcnn.export_onnx`
+        (``kwargs``: ``input_shape=``, ``opset=``, ``dtype=``); returns ``path``.  Needs the
+        optional ``onnx`` package (``pip install "xpcnn[onnx]"``), imported only here."""
+        from .export.onnx import export_onnx
+
+        return export_onnx(self, path, **kwargs)
+
     # ------------------------------------------------------------- the passes
     def _check_device_input(self, x, argument: str, where: str) -> None:
         if not backend.is_array(x):
