@@ -540,7 +540,7 @@ rows(
     r"fit: expected y to be an array .*received a list",
     fit_list_y=lambda w: fit(w, y=w.y.tolist()),
 )
-rows(TypeError, r"fit: expected x to be an array .*received a generator.*not iterators or generators",
+rows(TypeError, r"fit: x is a data source, which gives \(x, y\) itself; received y too \(ndarray\)\. Pass y=None",
      fit_generator=lambda w: fit(w, x=(s for s in w.x), y=None))  # fmt: skip
 rows(
     TypeError,
@@ -596,7 +596,7 @@ rows(
 )
 rows(
     ValueError,
-    r"expected validation_data=\(x_val, y_val\)\. Received a tuple of 1 item",
+    r"expected validation_data=\(x_val, y_val\) or a data source\. Received a tuple of 1 item",
     fit_val_tuple=lambda w: fit(w, validation_data=(w.x,)),
 )
 rows(

@@ -20,6 +20,7 @@ gives the same batches on every backend.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,7 +28,18 @@ import numpy as np
 from . import backend, init
 from ._validate import positive_int
 
-__all__ = ["STAGE_BYTES", "DataSource", "batch_slices", "batches", "device_indices", "num_batches"]
+__all__ = [
+    "STAGE_BYTES",
+    "ArrayPair",
+    "BatchSequence",
+    "DataSource",
+    "SourcePair",
+    "batch_slices",
+    "batches",
+    "device_indices",
+    "is_source",
+    "num_batches",
+]
 
 #: On a GPU, host data of at most this many bytes is copied to the device once, when ``fit``
 #: starts, and its batches are gathered there: no pageable host-to-device copy per batch.
@@ -71,7 +83,8 @@ def _as_host(a, argument: str, where: str = "") -> np.ndarray:
         hint = (
             f" Convert it once with numpy.asarray({argument}, dtype='float32') (class labels: dtype='int64')."
             if isinstance(a, (list, tuple))
-            else f" {where or 'xpcnn'} takes whole arrays (batch axis first), not iterators or generators."
+            else f" {where or 'xpcnn'} takes whole arrays (batch axis first) as x and y, or a data source as x "
+            "alone (see xpcnn.data)."
             if hasattr(a, "__next__") or hasattr(a, "__iter__")
             else ""
         )
@@ -188,3 +201,190 @@ def _check_dtype(received: str, what: str, where: str, expected: str | None, tar
             f"silently. Convert it once with {what}.astype('{expected}'), or build the model with "
             f"dtype={received!r}."
         )
+
+
+# ------------------------------------------------------------------------- data sources
+class BatchSequence:
+    """Base class of a data set read batch by batch (Keras's ``PyDataset``): ``__len__`` is the
+    number of batches of an epoch and ``__getitem__(i)`` returns batch ``i`` as ``(x_batch,
+    y_batch)`` host arrays, e.g. read from disk.  ``fit`` shuffles the order of the batches
+    (seeded) when ``shuffle=True``; ``batch_size`` does not apply."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        raise NotImplementedError
+
+
+def is_source(data) -> bool:
+    """Whether ``data`` is a data source (not an array): an object with ``__len__`` and
+    ``__getitem__`` (samples, or batches for a :class:`BatchSequence`) or an iterable of
+    batches."""
+    if backend.is_array(data) or isinstance(data, (list, tuple, str, bytes, dict)):
+        return False
+    return hasattr(data, "__iter__") or (hasattr(data, "__len__") and hasattr(data, "__getitem__"))
+
+
+def _batch_array(value, what: str, where: str, place, dtype: str | None, target: bool):
+    """One host batch (``x`` or ``y``) checked as DataSource checks whole arrays, on ``place``."""
+    if backend.is_array(value) and not isinstance(value, np.ndarray):
+        if backend.placement_of(value) != place:
+            raise ValueError(f"{where}: a batch's {what} is on {backend.placement_of(value).name}, the model on {place.name}.")
+        array = value
+    else:
+        array = _as_host(value, what, where)
+    _check_dtype(backend.dtype_name(array.dtype), what, where, dtype, target)
+    return array if not isinstance(array, np.ndarray) else place.asarray(array)
+
+
+class SourcePair:
+    """A data source as ``fit``, ``evaluate`` and ``predict`` read it: ``take(index)`` returns
+    one batch ``(x, y)`` on the device (``y`` None for inputs alone), for the indices of
+    :meth:`epoch`.  Three kinds:
+
+    * samples: an object with ``__len__`` and ``__getitem__(i) -> (x_i, y_i)`` (PyTorch's map
+      style; ``__getitems__(indices)`` is used when it exists, as PyTorch's ``DataLoader``
+      does): batches of ``batch_size`` samples, shuffled by the same permutation as arrays of
+      the same length, so the batches equal those of the in-memory path;
+    * batches: a :class:`BatchSequence`: batch ``i`` is ``source[i]``;
+    * an iterable of ``(x_batch, y_batch)``: ``steps_per_epoch`` batches an epoch from one
+      iterator that goes on across epochs (Keras's rule), or, without ``steps_per_epoch``,
+      one full pass (a new ``iter()``) per epoch; never shuffled (the source's own order).
+    """
+
+    def __init__(self, source, place, *, where: str, dtype: str | None, steps_per_epoch=None, targets=True,
+                 indices=None):  # fmt: skip
+        self.source, self.place, self.where, self.dtype, self.targets = source, place, where, dtype, targets
+        self.subset = indices  # a range of sample indices (validation_split), or None
+        if isinstance(source, BatchSequence):
+            self.kind = "batches"
+        elif hasattr(source, "__len__") and hasattr(source, "__getitem__"):
+            self.kind = "samples"
+        else:
+            self.kind = "iterable"
+        self.steps_per_epoch = None if steps_per_epoch is None else positive_int(steps_per_epoch, "steps_per_epoch", where)
+        if self.kind == "iterable":
+            self._iterator = iter(source) if self.steps_per_epoch is not None else None
+        elif len(self) == 0:
+            raise ValueError(f"{where}: the data source {type(source).__name__} is empty.")
+        self._first = None
+
+    def __repr__(self) -> str:
+        return f"SourcePair({type(self.source).__name__}, {self.kind})"
+
+    def __len__(self) -> int:
+        """Samples (``"samples"``) or batches (``"batches"``) of an epoch; iterables: unknown."""
+        if self.subset is not None:
+            return len(self.subset)
+        if self.kind == "iterable":
+            raise TypeError(f"{self.where}: an iterable data source has no length")
+        return len(self.source)
+
+    def steps(self, batch_size: int) -> int | None:
+        if self.kind == "samples":
+            return num_batches(len(self), batch_size)
+        if self.kind == "batches":
+            return len(self) if self.steps_per_epoch is None else min(self.steps_per_epoch, len(self))
+        return self.steps_per_epoch  # None: as many as one pass gives
+
+    def epoch(self, batch_size: int, shuffle: bool, rng):
+        """This epoch's indices (what :meth:`take` reads), drawn from ``rng`` when shuffled."""
+        if self.kind == "samples":
+            return batch_slices(len(self), batch_size, shuffle, rng)
+        if self.kind == "batches":
+            order = init.rng_from(rng).permutation(len(self)) if shuffle else range(len(self))
+            return iter([int(i) for i in order][: self.steps(batch_size)])
+        if self.steps_per_epoch is None:
+            self._iterator = iter(self.source)
+            return itertools.count()
+        return iter(range(self.steps_per_epoch))
+
+    def _item(self, index):
+        if self.kind == "samples":
+            if isinstance(index, slice):
+                index = range(*index.indices(len(self)))
+            positions = [int(i) for i in index]
+            if self.subset is not None:
+                positions = [self.subset[i] for i in positions]
+            many = getattr(self.source, "__getitems__", None)
+            items = many(positions) if many is not None else [self.source[i] for i in positions]
+            return _stack(items, self.targets, self.where)
+        if self.kind == "batches":
+            return self.source[index]
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            raise Exhausted from None
+
+    def take(self, index):
+        """Batch ``index`` on the device: ``(x, y)`` (``y`` None without targets)."""
+        item = self._item(index)
+        if self.targets:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{self.where}: expected the data source to give (x, y) pairs, received {type(item).__name__}.")
+            x, y = item
+        else:
+            x, y = (item[0] if isinstance(item, (tuple, list)) else item), None
+        xb = _batch_array(x, "x", self.where, self.place, self.dtype, target=False)
+        yb = None if y is None else _batch_array(y, "y", self.where, self.place, self.dtype, target=True)
+        if yb is not None and int(xb.shape[0]) != int(yb.shape[0]):
+            raise ValueError(f"{self.where}: a batch has {xb.shape[0]} inputs but {yb.shape[0]} targets.")
+        return xb, yb
+
+    def sample_shape(self) -> tuple:
+        """One sample's input shape, from the first item."""
+        if self.kind == "samples":
+            x = self._item([0])[0]
+        elif self.kind == "batches":
+            first = self.source[0]
+            x = first[0] if isinstance(first, (tuple, list)) else first
+        else:
+            raise TypeError("the shape of an iterable's samples is known from its first batch")
+        return tuple(np.shape(x)[1:])
+
+
+class Exhausted(Exception):
+    """Internal: an iterable data source ran out of batches."""
+
+
+def _stack(items: list, targets: bool, where: str):
+    """Samples ``(x_i, y_i)`` (or ``x_i``) stacked into a host batch."""
+    if targets:
+        for item in items[:1]:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{where}: expected the data set's items to be (x, y) samples, received {type(item).__name__}.")
+        xs = [np.asarray(backend.to_host(x)) for x, _ in items]
+        ys = [np.asarray(backend.to_host(y)) for _, y in items]
+        return np.stack(xs), np.stack(ys)
+    xs = [np.asarray(backend.to_host(it[0] if isinstance(it, (tuple, list)) else it)) for it in items]
+    return np.stack(xs), None
+
+
+class ArrayPair:
+    """In-memory arrays (two :class:`DataSource` objects) behind the interface of
+    :class:`SourcePair`."""
+
+    kind = "arrays"
+    steps_per_epoch = None
+
+    def __init__(self, xs: DataSource, ys: DataSource | None):
+        self.xs, self.ys = xs, ys
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def steps(self, batch_size: int) -> int:
+        return num_batches(len(self.xs), batch_size)
+
+    def epoch(self, batch_size: int, shuffle: bool, rng):
+        indices = batch_slices(len(self.xs), batch_size, shuffle, rng)
+        if self.xs.on_device and (self.ys is None or self.ys.on_device):
+            return iter(device_indices(self.xs.place, indices))
+        return indices
+
+    def take(self, index):
+        return self.xs.take(index), None if self.ys is None else self.ys.take(index)
+
+    def sample_shape(self) -> tuple:
+        return self.xs.shape[1:]

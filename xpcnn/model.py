@@ -24,7 +24,8 @@ from . import callbacks as cb
 from . import losses as _losses
 from ._validate import float_dtype, integer, positive
 from .backend import Array, DeviceLike
-from .data import DataSource, batch_slices, device_indices, num_batches
+from .data import ArrayPair, DataSource, SourcePair, is_source
+from .data import Exhausted as _Exhausted
 from .descent import descend_layers
 from .layers.base import Layer, register
 
@@ -595,55 +596,124 @@ class Sequential(Layer):
         return xs, ys
 
     # --------------------------------------------------------------- predict
-    def predict(self, x, batch_size: int = 256) -> Array:
+    def predict(self, x, batch_size: int = 256, steps: int | None = None) -> Array:
         """The network's output for ``x`` (host or device data, batch axis first), computed
-        ``batch_size`` samples at a time.  Returns a device array on the model's placement
+        ``batch_size`` samples at a time; or for a data source (see :meth:`fit`), whose items
+        may be inputs alone or ``(x, y)`` pairs (``y`` is not used), ``steps`` batches of an
+        iterable (default: all it gives).  Returns a device array on the model's placement
         (``xpcnn.to_host(...)`` gives a NumPy array)."""
         batch_size = integer(batch_size, "batch_size", 1, where="predict")
-        xs = self._source(x, "x", "predict", target=False)
+        feed = self._feed(x, None, "predict", steps=steps, targets=False)
         with self.placement.activate(), self._mode(False):
-            outputs = [
-                self._chain_forward(xs.take(index))
-                for index in batch_slices(len(xs), batch_size, shuffle=False)
-            ]
+            outputs = [self._chain_forward(xb) for xb, _ in _batches(feed, batch_size)]
             if not outputs:  # no samples: an empty batch through the layers
-                return self._chain_forward(xs.take(slice(0, 0)))
+                if feed.kind != "arrays":
+                    raise ValueError("predict: the data source gave no batch.")
+                return self._chain_forward(feed.xs.take(slice(0, 0)))
             return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
 
     # -------------------------------------------------------------- evaluate
-    def evaluate(self, x, y, loss=None, metrics=None, batch_size: int = 256) -> dict:
+    def evaluate(self, x, y=None, loss=None, metrics=None, batch_size: int = 256, steps: int | None = None) -> dict:
         """``{"loss": mean loss, <metric>: mean value, ...}`` over ``(x, y)`` (host or device
-        data), as Python floats.  ``loss`` and ``metrics`` default to those of the last ``fit``;
-        batch values are weighted by batch size and summed on the device (one read at the end).
-        """
+        data, or a data source as :meth:`fit` takes it, with ``y=None``), as Python floats.
+        ``loss`` and ``metrics`` default to those of the last ``fit``; batch values are
+        weighted by batch size and summed on the device (one read at the end)."""
         batch_size = integer(batch_size, "batch_size", 1, where="evaluate")
         if loss is None and self.loss is None and not (metrics or self.metrics):
             raise ValueError("evaluate: no loss and no metrics to compute; pass loss=... or metrics=[...].")
         loss = self._resolve_loss(loss) if (loss is not None or self.loss is not None) else None
         metrics = self._resolve_metrics(metrics)
-        xs, ys = self._pair(x, y, "evaluate")
-        return self._evaluate(xs, ys, loss, metrics, batch_size)
+        return self._evaluate(self._feed(x, y, "evaluate", steps=steps), loss, metrics, batch_size)
 
-    def _evaluate(self, xs, ys, loss, metrics: dict, batch_size: int, prefix: str = "") -> dict:
+    def _evaluate(self, feed, loss, metrics: dict, batch_size: int, prefix: str = "") -> dict:
         sums = {} if loss is None else {"loss": 0.0}
         sums.update({name: 0.0 for name in metrics})
-        value = None if loss is None else self._checked_targets(loss, xs, ys, "evaluate", value_only=True)
+        value = loss
+        if loss is not None and feed.kind == "arrays":
+            value = self._checked_targets(loss, feed.xs, feed.ys, "evaluate", value_only=True)
+        seen = 0
         with self.placement.activate(), self._mode(False):
-            for index in batch_slices(len(xs), batch_size, shuffle=False):
-                xb, yb = xs.take(index), ys.take(index)
+            for xb, yb in _batches(feed, batch_size):
                 prediction = self._chain_forward(xb)
                 size = int(xb.shape[0])
+                seen += size
                 if value is not None:
                     sums["loss"] = sums["loss"] + value(prediction, yb) * size
                 for name, metric in metrics.items():
                     sums[name] = sums[name] + metric(prediction, yb) * size
-        return {prefix + k: float(v) / len(xs) for k, v in sums.items()}  # one read per key
+        if seen == 0:
+            raise ValueError(f"{'fit (validation)' if prefix else 'evaluate'}: the data source gave no batch.")
+        return {prefix + k: float(v) / seen for k, v in sums.items()}  # one read per key
+
+    # --------------------------------------------------------------- data
+    def _feed(self, x, y, where: str, *, prefix: str = "", stage: bool = False, steps=None, targets=True):
+        """``x`` (and ``y``) as one ArrayPair or SourcePair (:mod:`xpcnn.data`)."""
+        if is_source(x):
+            if y is not None:
+                raise TypeError(
+                    f"{where}: {prefix}x is a data source, which gives (x, y) itself; received {prefix}y too "
+                    f"({type(y).__name__}). Pass y=None."
+                )
+            return SourcePair(x, self.placement, where=where, dtype=self.dtype, steps_per_epoch=steps,
+                              targets=targets)  # fmt: skip
+        if steps is not None:
+            raise TypeError(f"{where}: steps (steps_per_epoch) applies to an iterable data source, not to arrays.")
+        if not targets:
+            return ArrayPair(self._source(x, prefix + "x", where, target=False, stage=stage), None)
+        return ArrayPair(*self._pair(x, y, where, prefix=prefix, stage=stage))
+
+    def _split(self, x, y, validation_split, validation_data, steps_per_epoch):
+        """``fit``'s training feed and validation feed (or None)."""
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not (
+            0 <= validation_split < 1
+        ):
+            raise ValueError(f"fit: expected validation_split in [0, 1). Received validation_split={validation_split!r}.")
+        if validation_split and validation_data is not None:
+            raise ValueError("fit: give validation_data or validation_split, not both.")
+        if validation_data is not None:
+            if is_source(validation_data):
+                val = self._feed(validation_data, None, "fit (validation_data)")
+            elif not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                kind = type(validation_data).__name__
+                if isinstance(validation_data, (tuple, list)):
+                    kind = f"a {kind} of {len(validation_data)} item(s)"
+                raise ValueError(
+                    f"fit: expected validation_data=(x_val, y_val) or a data source. Received {kind}."
+                )
+            else:
+                val = self._feed(*validation_data, "fit", prefix="val_")
+            return self._feed(x, y, "fit", stage=True, steps=steps_per_epoch), val
+        if not validation_split:
+            return self._feed(x, y, "fit", stage=True, steps=steps_per_epoch), None
+        train = self._feed(x, y, "fit", steps=steps_per_epoch)
+        if train.kind not in ("arrays", "samples"):
+            raise ValueError(
+                "fit: validation_split takes the last samples of arrays or of a data set with __len__ and "
+                "__getitem__; give validation_data for a source read batch by batch."
+            )
+        n = len(train)
+        cut = int(n * (1 - validation_split))  # Keras's rule: the last fraction, before any shuffling
+        if cut < 1 or cut == n:
+            raise ValueError(
+                f"fit: validation_split={validation_split} of {n} samples leaves {cut} for training and "
+                f"{n - cut} for validation; both need at least one."
+            )
+        if train.kind == "samples":
+            source = train.source
+            pieces = [SourcePair(source, self.placement, where=w, dtype=self.dtype, indices=r)
+                      for w, r in (("fit", range(cut)), ("fit (validation_split)", range(cut, n)))]  # fmt: skip
+            return pieces[0], pieces[1]
+        xs, ys = train.xs.array, train.ys.array
+        return (
+            self._feed(xs[:cut], ys[:cut], "fit", stage=True),
+            self._feed(xs[cut:], ys[cut:], "fit", prefix="val_"),
+        )
 
     # ------------------------------------------------------------------- fit
     def fit(
         self,
         x,
-        y,
+        y=None,
         loss=None,
         optimizer=None,
         epochs: int = 1,
@@ -659,6 +729,8 @@ class Sequential(Layer):
         steps_per_sync: int | None = None,
         initial_epoch: int = 0,
         resume_from=None,
+        validation_split: float = 0.0,
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent; return a :class:`History`.
 
@@ -733,11 +805,11 @@ class Sequential(Layer):
         source = resume_from if resume_from is not None else (backup.backup_path() if backup else None)
         if source is None:  # (a resumed run may take its loss from the checkpoint)
             loss = self._resolve_loss(loss)
-        xs, ys = self._pair(x, y, "fit", stage=True)
+        train, val = self._split(x, y, validation_split, validation_data, steps_per_epoch)
         reached = None
         if source is not None:
             if not self.built:
-                self.build(xs.shape[1:])
+                self.build(train.sample_shape())
             given = optim.get(optimizer) if optimizer is not None else self.optimizer
             reached = resume.restore_into(self, source, given, "fit")
             loss, optimizer = self._resolve_loss(loss), self.optimizer
@@ -750,26 +822,22 @@ class Sequential(Layer):
         optimizer = optim.get(optimizer)
         optimizer.check_owner(self._leaves, "fit")
         metrics = self._resolve_metrics(metrics)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                kind = type(validation_data).__name__
-                if isinstance(validation_data, (tuple, list)):
-                    kind = f"a {kind} of {len(validation_data)} item(s)"
-                raise ValueError(f"fit: expected validation_data=(x_val, y_val). Received {kind}.")
-            x_val, y_val = validation_data
-            val = self._pair(x_val, y_val, "fit", prefix="val_")
-        value_and_gradient = self._checked_targets(loss, xs, ys, "fit", metrics=metrics)
-        self._check_batch_statistics(len(xs), batch_size)
-        if val is not None:
+        value_and_gradient = _value_and_gradient(loss)  # a data source's batches are checked one by one
+        if train.kind == "arrays":
+            value_and_gradient = self._checked_targets(loss, train.xs, train.ys, "fit", metrics=metrics)
+        if train.kind in ("arrays", "samples"):
+            self._check_batch_statistics(len(train), batch_size)
+        if val is not None and val.kind == "arrays":
             self._checked_targets(
-                loss, val[0], val[1], "fit (validation_data)", value_only=True, metrics=metrics
+                loss, val.xs, val.ys, "fit (validation_data)", value_only=True, metrics=metrics
             )
-        n, steps = len(xs), num_batches(len(xs), batch_size)
-        start = _start(reached, initial_epoch, seed, shuffle, n, batch_size, steps)
+        n = None if train.kind == "iterable" else len(train)
+        steps = train.steps(batch_size)
+        start = _start(reached, initial_epoch, seed, shuffle and train.kind != "iterable", n, batch_size, steps)
         rng, history = start.rng, start.history
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
-        self.input_shape = xs.shape[1:]
+        if train.kind != "iterable":
+            self.input_shape = train.sample_shape()
 
         plateau = schedules.find_plateau(optimizer.schedule)
         if plateau is not None and not any(getattr(c, "schedule", None) is plateau for c in callbacks):
@@ -796,16 +864,14 @@ class Sequential(Layer):
                     for c in callbacks:
                         c.on_epoch_begin(epoch, {})
                     skip = start.batch if epoch == start.epoch else 0
-                    indices = batch_slices(n, batch_size, shuffle, rng)
-                    logs = loop.run(
-                        epoch, epochs, xs, ys, indices, steps, skip, start.partial if skip else {}
-                    )
+                    indices = train.epoch(batch_size, shuffle, rng)
+                    logs = loop.run(epoch, epochs, train, indices, steps, skip, start.partial if skip else {})
                     if logs is None:  # a non-finite loss with on_nonfinite="stop"
                         history.stop_reason = loop.stop_reason
                         self.stop_training = True
                         break
                     if val is not None:
-                        logs.update(self._evaluate(val[0], val[1], loss, metrics, batch_size, prefix="val_"))
+                        logs.update(self._evaluate(val, loss, metrics, batch_size, prefix="val_"))
                     logs["learning_rate"] = optimizer.last_learning_rate
                     history.append(epoch, logs)
                     self.fit_state = loop.fit_state(epoch + 1, 0, init.rng_state(rng), {})
@@ -969,7 +1035,7 @@ class _Start:
         self.epoch, self.batch, self.rng, self.history, self.partial = epoch, batch, rng, history, partial
 
 
-def _start(reached, initial_epoch: int, seed, shuffle: bool, n: int, batch_size: int, steps: int) -> _Start:
+def _start(reached, initial_epoch: int, seed, shuffle: bool, n, batch_size: int, steps) -> _Start:
     """The start of a fit: from a checkpoint's progress ``reached``, or at ``initial_epoch``
     (the shuffle generator advanced past the skipped epochs' permutations)."""
     if reached is None:
@@ -983,13 +1049,19 @@ def _start(reached, initial_epoch: int, seed, shuffle: bool, n: int, batch_size:
             f"fit: initial_epoch={initial_epoch} and a resumed run: the checkpoint says where to start "
             f"(epoch {reached['epoch']}, batch {reached['batch']})."
         )
+    if reached["batch"] and n is None:
+        raise ValueError(
+            "fit: the checkpoint stopped in the middle of an epoch, and an iterable data source cannot "
+            "be rewound to that batch; resume from an end-of-epoch backup, or use arrays or a data set "
+            "with __len__ and __getitem__."
+        )
     if reached["batch"] and (reached.get("samples"), reached.get("batch_size")) != (n, batch_size):
         raise ValueError(
             f"fit: the checkpoint stopped in the middle of an epoch of {reached.get('samples')} samples in "
             f"batches of {reached.get('batch_size')}; this run has {n} samples in batches of {batch_size}. "
             "Resume with the same data and batch_size."
         )
-    if reached["batch"] > steps:
+    if steps is not None and reached["batch"] > steps:
         raise ValueError(
             f"fit: the checkpoint stopped at batch {reached['batch']}, past this epoch's {steps}."
         )
@@ -1022,24 +1094,23 @@ class _EpochLoop:
         return {"epoch": epoch, "batch": batch, "rng": rng, "history": self.history.as_dict(),
                 "partial": partial, "samples": n, "batch_size": batch_size}  # fmt: skip
 
-    def run(self, epoch: int, epochs: int, xs, ys, indices, steps: int, skip: int = 0, partial=None):
-        """Train one epoch from batch ``skip`` on (``partial``: the sums of the batches before);
-        return its logs, or None after a non-finite loss with "stop"."""
+    def run(self, epoch: int, epochs: int, train, indices, steps, skip: int = 0, partial=None):
+        """Train one epoch of ``train`` (an ArrayPair or SourcePair) from batch ``skip`` on
+        (``partial``: the sums of the batches before); return its logs, or None after a
+        non-finite loss with "stop"."""
         self.where = (epoch, epochs, steps)
         with self.model.placement.activate():
-            return self._run(xs, ys, indices, steps, skip, partial or {})
+            return self._run(train, indices, steps, skip, partial or {})
 
-    def _run(self, xs, ys, indices, steps: int, skip: int, partial: dict) -> dict | None:
+    def _run(self, train, indices, steps, skip: int, partial: dict) -> dict | None:
         model, xp = self.model, self.model.placement.xp
-        total = partial.get("loss", 0.0)
+        total, seen = partial.get("loss", 0.0), int(partial.get("size", 0))
         sums = {name: partial.get("metric." + name, 0.0) for name in self.metrics}
         pending: list = []  # (batch, loss on the device, size) since the last read
         ok = None  # the device flag of the masked steps
         on_host = self.steps_per_sync == 1
         if skip:  # a resumed epoch: its permutation is drawn again, its first batches skipped
             indices = itertools.islice(indices, skip, None)
-        if xs.on_device and ys.on_device:
-            indices = device_indices(model.placement, indices)
 
         def check(value):
             nonlocal ok
@@ -1050,10 +1121,21 @@ class _EpochLoop:
             return ok
 
         since_backup = 0
+        batch = skip - 1
         for batch, index in enumerate(indices, start=skip):
+            try:
+                xb, yb = train.take(index)
+            except _Exhausted:
+                if train.steps_per_epoch is not None:
+                    raise ValueError(
+                        f"fit: the data source ran out after {batch - skip} batches of epoch {self.where[0] + 1}; "
+                        f"with steps_per_epoch={train.steps_per_epoch} it must give that many batches an epoch "
+                        "(one iterator runs on across the epochs, as in Keras)."
+                    ) from None
+                batch -= 1
+                break
             for c in self.batch_begin:
                 c.on_batch_begin(batch, {})
-            xb, yb = xs.take(index), ys.take(index)
             try:
                 value, prediction = model._train_step(xb, yb, self.value_and_gradient, check)
             except _NonFinite as bad:
@@ -1062,27 +1144,42 @@ class _EpochLoop:
             for name, metric in self.metrics.items():
                 sums[name] = sums[name] + metric(prediction, yb) * size
             pending.append((batch, value, size))
-            if len(pending) == self.steps_per_sync or batch == steps - 1:
-                read = self._read(pending)
-                for (b, _, size_b), current in zip(pending, read, strict=True):
-                    if not math.isfinite(current):
-                        return self._nonfinite(b, current, batch - b + 1)
-                    total += current * size_b
-                    for c in self.batch_end:
-                        c.on_batch_end(b, {"loss": current, "size": size_b})
+            if len(pending) == self.steps_per_sync or batch == (steps or 0) - 1:
+                total, seen, stopped = self._flush(pending, batch, total, seen)
+                if stopped is not None:
+                    return None
                 since_backup += len(pending)
                 pending, ok = [], None
-                if self.backup is not None and self.backup.due(since_backup) and batch < steps - 1:
+                if self.backup is not None and self.backup.due(since_backup) and batch != (steps or 0) - 1:
                     since_backup = 0
-                    partial = {"loss": total, **{"metric." + k: float(v) for k, v in sums.items()}}
-                    model.fit_state = self.fit_state(self.where[0], batch + 1, self.epoch_rng, partial)
+                    done = {"loss": total, "size": seen, **{"metric." + k: float(v) for k, v in sums.items()}}
+                    model.fit_state = self.fit_state(self.where[0], batch + 1, self.epoch_rng, done)
                     self.backup.write(model)
                 if model.stop_training:
                     break
-        n = len(xs)
-        logs = {"loss": total / n}
-        logs.update({name: float(s) / n for name, s in sums.items()})
+        if pending:  # an iterable's last group (its length was not known)
+            total, seen, stopped = self._flush(pending, batch, total, seen)
+            if stopped is not None:
+                return None
+        if seen == 0:
+            raise ValueError(f"fit: the data source gave no batch in epoch {self.where[0] + 1}.")
+        logs = {"loss": total / seen}
+        logs.update({name: float(s) / seen for name, s in sums.items()})
         return logs
+
+    def _flush(self, pending, batch: int, total: float, seen: int):
+        """Read the pending losses; run the batch callbacks.  Returns the new loss sum and
+        sample count, and ``True`` where a non-finite loss stopped training (None otherwise)."""
+        read = self._read(pending)
+        for (b, _, size_b), current in zip(pending, read, strict=True):
+            if not math.isfinite(current):
+                self._nonfinite(b, current, batch - b + 1)
+                return total, seen, True
+            total += current * size_b
+            seen += size_b
+            for c in self.batch_end:
+                c.on_batch_end(b, {"loss": current, "size": size_b})
+        return total, seen, None
 
     def _read(self, pending) -> list[float]:
         """The pending losses as Python floats, in one device -> host transfer."""
@@ -1098,7 +1195,7 @@ class _EpochLoop:
         optimizer.iterations -= masked
         epoch, epochs, steps = self.where
         message = (
-            f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps}; "
+            f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps or '?'}; "
             "this batch's update was not applied. Hints: lower the learning rate, check x and y for "
             "NaN or inf values, scale the inputs."
         )
@@ -1106,6 +1203,15 @@ class _EpochLoop:
             raise NonFiniteLossError(message, epoch + 1, batch + 1, value)
         self.stop_reason = message
         return None
+
+
+def _batches(feed, batch_size: int):
+    """Every batch ``(x, y)`` of ``feed`` in order (evaluation and prediction)."""
+    for index in feed.epoch(batch_size, False, None):
+        try:
+            yield feed.take(index)
+        except _Exhausted:
+            return
 
 
 class _NonFinite(Exception):
