@@ -69,10 +69,9 @@ def onnx(session: nox.Session) -> None:
     ``predict``.  The ``tests`` sessions do not install onnx: there these tests skip, naming
     the reason."""
     session.install("-e", ".[test,onnx]")
-    # the exporter reads host copies: the NumPy backend is enough
-    session.run(
-        "pytest", "-m", "", "tests/test_onnx_export.py", *session.posargs, env={"XPCNN_BACKENDS": "numpy"}
-    )
+    # the exporter reads host copies: the NumPy backend is enough; the README's ONNX snippet too
+    files = ["tests/test_onnx_export.py", "tests/test_readme.py"]
+    session.run("pytest", "-m", "", *files, *session.posargs, env={"XPCNN_BACKENDS": "numpy"})
 
 
 @nox.session

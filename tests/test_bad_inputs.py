@@ -702,7 +702,7 @@ rows(
     xpcnn.CheckpointError,
     r"header checksum mismatch",
     load_flipped_header=lambda w: xpcnn.load(
-        _write(w.tmp / "g.xpcnn", w.path.read_bytes().replace(b'Dense', b'Dence'))
+        _write(w.tmp / "g.xpcnn", w.path.read_bytes().replace(b"Dense", b"Dence"))
     ),
 )
 rows(

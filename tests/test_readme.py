@@ -31,7 +31,19 @@ def test_the_readme_has_snippets():
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_snippet_runs(index, tmp_path, monkeypatch):
+    if "import onnxruntime" in SNIPPETS[index]:  # the onnx session (nox -s onnx) runs it
+        pytest.importorskip("onnxruntime", reason='the ONNX snippet needs pip install "xpcnn[onnx]"')
     _run(SNIPPETS[index], tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_save_resume_export_prints_the_output_shown(tmp_path, monkeypatch, which):
+    section = TEXT[TEXT.index("## Save, resume, export") :]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[which]
+    shown = re.findall(r"```text\n(.*?)```", section, flags=re.DOTALL)[which]
+    if "import onnxruntime" in code:
+        pytest.importorskip("onnxruntime", reason='the ONNX snippet needs pip install "xpcnn[onnx]"')
+    assert _run(code, tmp_path, monkeypatch) == shown
 
 
 def test_train_a_network_prints_the_output_shown(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 def rng_state(rng: np.random.Generator) -> dict:
     """The state of ``rng``'s bit generator as JSON values (for :func:`rng_from_state`)."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def rng_from_state(state) -> np.random.Generator:

@@ -749,6 +749,12 @@ class Sequential(Layer):
                 copied to the device one batch at a time (on a GPU: copied whole, once, when
                 they fit :data:`xpcnn.data.STAGE_BYTES`), or arrays already on the model's
                 device.  ``x`` must have the model's dtype; ``y`` too, or integer class labels.
+                Or ``x`` alone is a data source (:class:`xpcnn.data.SourcePair` says how each is
+                read; a numpy.memmap is an array and is read batch by batch already): a data set
+                with ``__len__`` and ``__getitem__`` giving ``(x, y)`` samples (batched and
+                shuffled as arrays of its length would be), a
+                :class:`~xpcnn.data.BatchSequence` of batches, or an iterable of ``(x, y)``
+                batches (see ``steps_per_epoch``); each batch is checked as it comes.
             loss: a :class:`~xpcnn.losses.Loss` or a name (``"quadratic"``, ``"mse"``,
                 ``"binary_crossentropy"``, ``"softmax_crossentropy"``, ...); defaults to the
                 previous fit's (or :meth:`compile`'s).
@@ -759,7 +765,13 @@ class Sequential(Layer):
             batch_size: samples per step; the last batch holds the remainder.
             shuffle, seed: a new permutation per epoch from ``numpy.random.default_rng(seed)``
                 (an int, a Generator or None); one seed, one sequence of batches.
-            validation_data: ``(x_val, y_val)``, evaluated after each epoch (``val_*`` logs).
+            validation_data: ``(x_val, y_val)`` or a data source, evaluated after each epoch
+                (``val_*`` logs).
+            validation_split: a fraction in [0, 1): the last samples of ``x`` and ``y`` (before
+                any shuffling, as in Keras) are held out and used as ``validation_data``.
+            steps_per_epoch: batches an epoch from an iterable data source, drawn from one
+                iterator that runs on across epochs (Keras's rule); without it each epoch is one
+                full pass over the iterable (a new ``iter()``).
             callbacks: a :class:`~xpcnn.callbacks.Callback` or a list of them.
             metrics: names (``"accuracy"``), losses or functions ``(prediction, target)``, or a
                 dict name -> metric; averaged over each epoch's batches as they are trained.

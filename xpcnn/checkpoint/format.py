@@ -520,6 +520,7 @@ def _read_header(f, size: int) -> tuple[Header, int]:
     if raw_ok is False:
         raise Bad("header checksum mismatch: the header was modified or corrupted")
     header = _parse_header(raw)
+    tensors: object
     if METADATA in header or "format" not in header:  # 2.x: a safetensors file
         keys = _metadata_strings(header) if METADATA in header else {}
         major = _check_version(keys, 2)

@@ -72,7 +72,7 @@ def describe(model, leaves: list, progress: dict | None = None, strict: bool = T
     ``strict=False``: a loss or optimizer of one's own is left out (``"left_out"`` names it)
     instead of raising."""
     info: dict = {}
-    tensors = []
+    tensors: list = []
     left: list = []
     if model.loss is not None:
         try:
@@ -156,6 +156,8 @@ def _optimizer(entry, extra: dict, leaves: list, existing):
     if not isinstance(entry, dict):
         raise Bad("the training state's optimizer must be an object")
     kind, config = entry.get("type"), entry.get("config")
+    if not isinstance(kind, str) or not isinstance(config, dict):
+        raise Bad("the training state's optimizer must have a 'type' string and a 'config' object")
     try:
         target = existing if existing is not None else optim.from_config(kind, config)
     except (TypeError, ValueError) as exc:
