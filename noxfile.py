@@ -9,7 +9,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "cuda_compile", "onnx"]
+nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
@@ -72,6 +72,16 @@ def onnx(session: nox.Session) -> None:
     # the exporter reads host copies: the NumPy backend is enough; the README's ONNX snippet too
     files = ["tests/test_onnx_export.py", "tests/test_readme.py"]
     session.run("pytest", "-m", "", *files, *session.posargs, env={"XPCNN_BACKENDS": "numpy"})
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """Data-parallel training over MPI (issue 13): ``.[test,mpi]`` (mpi4py and the mpich wheel)
+    and the tests that spawn ``mpiexec -n 2`` and ``-n 3``; the ``tests`` sessions skip them."""
+    session.install("-e", ".[test,mpi]")
+    session.run(
+        "pytest", "-m", "", "tests/test_distributed.py", *session.posargs, env={"XPCNN_BACKENDS": "numpy"}
+    )
 
 
 @nox.session

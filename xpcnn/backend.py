@@ -394,3 +394,60 @@ def check_array(x, argument: str, where: str, expected: Placement | None = None,
             f"casts silently. Convert the data with astype or the model with .to(dtype={received!r})."
         )
     return xp
+
+
+# ------------------------------------------------------------------- distributed helpers
+def host_empty_like(x) -> np.ndarray:
+    """An uninitialised host array of ``x``'s shape and dtype (an MPI receive buffer)."""
+    return np.empty(tuple(x.shape), dtype=np.asarray(x).dtype if is_host_array(x) else to_host(x).dtype)
+
+
+def host_contiguous(x) -> np.ndarray:
+    """``x`` (a host array) as a C-contiguous NumPy array (an MPI send buffer)."""
+    return np.ascontiguousarray(x)
+
+
+_NCCL_TYPES = {"float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64"}
+
+
+def nccl_communicator(comm, place: Placement):
+    """An NCCL communicator for the MPI ``comm`` (an :class:`xpcnn.distributed.MPICommunicator`)
+    on ``place``'s GPU, bootstrapped by broadcasting rank 0's unique id over MPI; ``False``
+    (with a message on stderr, once) where CuPy has no NCCL, so that the caller stages its
+    buffers through the host instead."""
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        nccl = None
+    if nccl is None or not getattr(nccl, "available", True):
+        if comm.rank == 0:
+            import sys
+
+            sys.stderr.write(
+                "xpcnn.distributed: CuPy has no NCCL here; the gradients are all-reduced through the host "
+                "with MPI (slower). Install NCCL (e.g. pip install nvidia-nccl-cu12) for GPU all-reduce.\n"
+            )
+        return False
+    uid = comm.broadcast(nccl.get_unique_id() if comm.rank == 0 else None)
+    with _cupy().cuda.Device(place.device.id):
+        return nccl.NcclCommunicator(comm.size, uid, comm.rank)
+
+
+def nccl_allreduce(communicator, flat):
+    """The sum over the ranks of the 1-D CuPy array ``flat`` with NCCL, on the current stream."""
+    from cupy.cuda import nccl
+
+    cupy = _cupy()
+    out = cupy.empty_like(flat)
+    kind = getattr(nccl, _NCCL_TYPES[dtype_name(flat.dtype)])
+    stream = cupy.cuda.get_current_stream().ptr
+    communicator.allReduce(flat.data.ptr, out.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream)
+    return out
+
+
+def cuda_device_for(local_rank: int) -> str:
+    """``"cuda:<local_rank mod the GPUs visible>"``: one GPU per rank on a node."""
+    count = _cupy().cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError("no CUDA GPU is visible to this process")
+    return f"cuda:{local_rank % count}"

@@ -17,6 +17,7 @@ import time
 
 from . import schedules
 from ._validate import non_negative, non_negative_int, positive_int
+from .distributed import is_chief
 
 __all__ = [
     "BackupAndRestore",
@@ -180,7 +181,8 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self._format(epoch, logs) if isinstance(self.path, str) else self.path
-        self.model.save(path)
+        if is_chief(self.model):  # one writer in a distributed fit: rank 0
+            self.model.save(path)
         self.saved.append(path)
 
     def _format(self, epoch, logs) -> str:
@@ -251,11 +253,12 @@ class BackupAndRestore(Callback):
         return self.save_every != "epoch" and batches >= self.save_every
 
     def write(self, model) -> None:
-        model.save(self.path, include_optimizer=True)
+        if is_chief(model):  # one writer in a distributed fit: rank 0
+            model.save(self.path, include_optimizer=True)
         self.written += 1
 
     def finished(self) -> None:
-        if self.delete_on_end and os.path.exists(self.path):
+        if self.delete_on_end and is_chief(self.model) and os.path.exists(self.path):
             os.unlink(self.path)
 
     def config(self):

@@ -21,6 +21,7 @@ from collections.abc import KeysView
 
 from . import backend, checkpoint, init, optim, resume, schedules
 from . import callbacks as cb
+from . import distributed as dist
 from . import losses as _losses
 from ._validate import float_dtype, integer, positive
 from .backend import Array, DeviceLike
@@ -184,6 +185,9 @@ class Sequential(Layer):
         #: How far ``fit`` got (epoch, batch, shuffle generator, history): saved with the
         #: training state, so that ``fit(resume_from=...)`` goes on from there.
         self.fit_state: dict | None = None
+        #: The communicator of the ``fit`` in progress (``fit(..., distributed=comm)``), else
+        #: None: callbacks that write files do so on rank 0 only.
+        self.distributed = None
         self.stop_training = False
         self.stop_reason: str | None = None  # set by a callback that stops training
         self.input_shape: tuple | None = None  # per-sample, recorded from the data
@@ -627,7 +631,7 @@ class Sequential(Layer):
         metrics = self._resolve_metrics(metrics)
         return self._evaluate(self._feed(x, y, "evaluate", steps=steps), loss, metrics, batch_size)
 
-    def _evaluate(self, feed, loss, metrics: dict, batch_size: int, prefix: str = "") -> dict:
+    def _evaluate(self, feed, loss, metrics: dict, batch_size: int, prefix: str = "", comm=None) -> dict:
         sums = {} if loss is None else {"loss": 0.0}
         sums.update({name: 0.0 for name in metrics})
         value = loss
@@ -635,7 +639,7 @@ class Sequential(Layer):
             value = self._checked_targets(loss, feed.xs, feed.ys, "evaluate", value_only=True)
         seen = 0
         with self.placement.activate(), self._mode(False):
-            for xb, yb in _batches(feed, batch_size):
+            for xb, yb in _batches(feed, batch_size, comm):
                 prediction = self._chain_forward(xb)
                 size = int(xb.shape[0])
                 seen += size
@@ -643,6 +647,9 @@ class Sequential(Layer):
                     sums["loss"] = sums["loss"] + value(prediction, yb) * size
                 for name, metric in metrics.items():
                     sums[name] = sums[name] + metric(prediction, yb) * size
+        if comm is not None:  # weighted sums over the ranks' shares
+            seen, *totals = comm.allreduce_floats([seen, *sums.values()])
+            sums = dict(zip(sums, totals, strict=True))
         if seen == 0:
             raise ValueError(
                 f"{'fit (validation)' if prefix else 'evaluate'}: the data source gave no batch."
@@ -741,6 +748,7 @@ class Sequential(Layer):
         resume_from=None,
         validation_split: float = 0.0,
         steps_per_epoch: int | None = None,
+        distributed=None,
     ) -> History:
         """Train with mini-batch gradient descent; return a :class:`History`.
 
@@ -819,6 +827,9 @@ class Sequential(Layer):
             steps_per_sync = CUDA_STEPS_PER_SYNC if self.placement.is_cuda else 1
         steps_per_sync = integer(steps_per_sync, "steps_per_sync", 1, where="fit")
         initial_epoch = integer(initial_epoch, "initial_epoch", 0, where="fit")
+        comm = dist.check_communicator(distributed, "fit")
+        if comm is not None and comm.rank != 0:
+            progress = False  # one progress bar, on rank 0
         callbacks = _callback_list(callbacks)
         backups = [c for c in callbacks if isinstance(c, cb.BackupAndRestore)]
         if len(backups) > 1:
@@ -855,6 +866,8 @@ class Sequential(Layer):
             )
         n = None if train.kind == "iterable" else len(train)
         steps = train.steps(batch_size)
+        if comm is not None:  # the same batches, model and state on every rank
+            seed = dist.prepare(comm, self, optimizer, train, seed, "fit")
         start = _start(
             reached, initial_epoch, seed, shuffle and train.kind != "iterable", n, batch_size, steps
         )
@@ -876,8 +889,10 @@ class Sequential(Layer):
             c.params = {"epochs": epochs, "batches": steps, "samples": n, "logs": logged}
         loop = _EpochLoop(self, callbacks, value_and_gradient, metrics, steps_per_sync, on_nonfinite)
         loop.backup, loop.history, loop.sizes = backup, history, (n, batch_size)
+        loop.comm = comm
 
         self.history = history
+        self.distributed = comm
         self.stop_training, self.stop_reason = False, None
         for c in callbacks:
             c.on_train_begin({})
@@ -895,7 +910,7 @@ class Sequential(Layer):
                         self.stop_training = True
                         break
                     if val is not None:
-                        logs.update(self._evaluate(val, loss, metrics, batch_size, prefix="val_"))
+                        logs.update(self._evaluate(val, loss, metrics, batch_size, prefix="val_", comm=comm))
                     logs["learning_rate"] = optimizer.last_learning_rate
                     history.append(epoch, logs)
                     self.fit_state = loop.fit_state(epoch + 1, 0, init.rng_state(rng), {})
@@ -910,6 +925,7 @@ class Sequential(Layer):
                 if backup is not None:
                     backup.finished()
             finally:
+                self.distributed = None
                 for c in callbacks:
                     c.on_train_end({})
         return history
@@ -1110,6 +1126,7 @@ class _EpochLoop:
         self.history: History | None = None
         self.sizes = (0, 0)  # samples, batch_size
         self.epoch_rng: dict | None = None  # the shuffle generator's state when the epoch began
+        self.comm = None  # fit(..., distributed=comm)
 
     def fit_state(self, epoch: int, batch: int, rng: dict | None, partial: dict) -> dict:
         """``model.fit_state`` at ``batch`` (batches done) of ``epoch``."""
@@ -1129,7 +1146,9 @@ class _EpochLoop:
     def _run(self, train, indices, steps, skip: int, partial: dict) -> dict | None:
         model, xp = self.model, self.model.placement.xp
         total, seen = partial.get("loss", 0.0), int(partial.get("size", 0))
-        sums = {name: partial.get("metric." + name, 0.0) for name in self.metrics}
+        comm = self.comm
+        own = comm is None or comm.rank == 0  # the partial metric sums are global: rank 0 holds them
+        sums = {name: partial.get("metric." + name, 0.0) if own else 0.0 for name in self.metrics}
         pending: list = []  # (batch, loss on the device, size) since the last read
         ok = None  # the device flag of the masked steps
         on_host = self.steps_per_sync == 1
@@ -1148,7 +1167,12 @@ class _EpochLoop:
         batch = skip - 1
         for batch, index in enumerate(indices, start=skip):
             try:
-                xb, yb = train.take(index)
+                if comm is None:
+                    xb, yb = train.take(index)
+                else:  # this rank's share of the global batch (maybe none)
+                    size_global = dist.batch_size_of(index, len(train))
+                    local = comm.shard(index, len(train))
+                    xb, yb = train.take(local) if dist.batch_size_of(local, len(train)) else (None, None)
             except _Exhausted:
                 if train.steps_per_epoch is not None:
                     raise ValueError(
@@ -1161,13 +1185,19 @@ class _EpochLoop:
             for c in self.batch_begin:
                 c.on_batch_begin(batch, {})
             try:
-                value, prediction = model._train_step(xb, yb, self.value_and_gradient, check)
+                if comm is None:
+                    value, prediction = model._train_step(xb, yb, self.value_and_gradient, check)
+                else:
+                    value, prediction = dist.train_step(
+                        model, comm, xb, yb, size_global, self.value_and_gradient, check
+                    )
             except _NonFinite as bad:
                 return self._nonfinite(batch, bad.value, 0)
-            size = int(xb.shape[0])
-            for name, metric in self.metrics.items():
-                sums[name] = sums[name] + metric(prediction, yb) * size
-            pending.append((batch, value, size))
+            size = int(xb.shape[0]) if xb is not None else 0
+            if prediction is not None:
+                for name, metric in self.metrics.items():
+                    sums[name] = sums[name] + metric(prediction, yb) * size
+            pending.append((batch, value, size if comm is None else size_global))
             if len(pending) == self.steps_per_sync or batch == (steps or 0) - 1:
                 total, seen, stopped = self._flush(pending, batch, total, seen)
                 if stopped is not None:
@@ -1176,7 +1206,12 @@ class _EpochLoop:
                 pending, ok = [], None
                 if self.backup is not None and self.backup.due(since_backup) and batch != (steps or 0) - 1:
                     since_backup = 0
-                    done = {"loss": total, "size": seen, **{"metric." + k: float(v) for k, v in sums.items()}}
+                    metric_sums = self._global(list(sums.values()))
+                    done = {
+                        "loss": total,
+                        "size": seen,
+                        **{"metric." + k: v for k, v in zip(sums, metric_sums, strict=True)},
+                    }
                     model.fit_state = self.fit_state(self.where[0], batch + 1, self.epoch_rng, done)
                     self.backup.write(model)
                 if model.stop_training:
@@ -1188,8 +1223,12 @@ class _EpochLoop:
         if seen == 0:
             raise ValueError(f"fit: the data source gave no batch in epoch {self.where[0] + 1}.")
         logs = {"loss": total / seen}
-        logs.update({name: float(s) / seen for name, s in sums.items()})
+        logs.update({name: s / seen for name, s in zip(sums, self._global(list(sums.values())), strict=True)})
         return logs
+
+    def _global(self, values: list) -> list[float]:
+        """Host floats of this rank's sums, summed over the ranks when training is distributed."""
+        return [float(v) for v in values] if self.comm is None else self.comm.allreduce_floats(values)
 
     def _flush(self, pending, batch: int, total: float, seen: int):
         """Read the pending losses; run the batch callbacks.  Returns the new loss sum and
@@ -1229,9 +1268,14 @@ class _EpochLoop:
         return None
 
 
-def _batches(feed, batch_size: int):
-    """Every batch ``(x, y)`` of ``feed`` in order (evaluation and prediction)."""
+def _batches(feed, batch_size: int, comm=None):
+    """Every batch ``(x, y)`` of ``feed`` in order (evaluation and prediction); with ``comm``
+    this rank's share of each (shares without samples skipped)."""
     for index in feed.epoch(batch_size, False, None):
+        if comm is not None:
+            index = comm.shard(index, len(feed))
+            if dist.batch_size_of(index, len(feed)) == 0:
+                continue
         try:
             yield feed.take(index)
         except _Exhausted:
