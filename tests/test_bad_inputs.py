@@ -544,7 +544,7 @@ rows(TypeError, r"fit: x is a data source, which gives \(x, y\) itself; received
      fit_generator=lambda w: fit(w, x=(s for s in w.x), y=None))  # fmt: skip
 rows(
     TypeError,
-    r"fit: expected y to be an array .*received a NoneType",
+    r"fit: expected y \(the targets\) with array x; y may be left out only when x is a data source",
     fit_no_y=lambda w: w.model.fit(w.x, None, progress=False),
 )
 rows(

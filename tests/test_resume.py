@@ -276,3 +276,64 @@ def test_resume_from_another_architecture_or_optimizer_changes_nothing(tmp_path)
         fresh.fit(X, Y, epochs=2, initial_epoch=1, resume_from=tmp_path / "m.xpcnn", **FIT)
     with pytest.raises(ValueError, match="Expected an integer >= 0|initial_epoch"):
         fresh.fit(X, Y, epochs=2, initial_epoch=-1, **FIT)
+
+
+# ------------------------------------------------------------------ review regressions
+def test_a_refused_resume_changes_neither_the_model_nor_the_optimizer(tmp_path):
+    path = tmp_path / "b.xpcnn"
+    with pytest.raises(KeyboardInterrupt):
+        net().fit(X, Y, optimizer=xpcnn.Adam(0.01), epochs=2, seed=0,
+                  callbacks=[BackupAndRestore(path, save_every=2), Interrupt(3)], **FIT)  # fmt: skip
+    for bad in ({"batch_size": 6}, {"initial_epoch": 1}):
+        model, adam = net(), xpcnn.Adam(0.01)
+        before = bits(model)
+        with pytest.raises(
+            ValueError, match="batches of 8; this run has 36 samples in batches of 6|initial_epoch=1"
+        ):
+            model.fit(X, Y, optimizer=adam, epochs=2, resume_from=path, **{**FIT, **bad})
+        assert bits(model) == before and adam.iterations == 0 and adam.state == {}
+
+
+def test_a_bad_progress_entry_leaves_a_given_optimizer_untouched(tmp_path):
+    model = net()
+    model.fit(X, Y, optimizer=xpcnn.Adam(0.01), epochs=1, seed=0, **FIT)
+    model.save(tmp_path / "m.xpcnn")
+    from test_safetensors import _rewrite_training, _set
+
+    _rewrite_training(tmp_path / "m.xpcnn", _set("progress/rng", {"bit_generator": "PCG64", "state": 3}))
+    adam = xpcnn.Adam(0.01)
+    with pytest.raises(xpcnn.CheckpointError, match="shuffle generator state is not valid"):
+        net().fit(X, Y, optimizer=adam, epochs=2, resume_from=tmp_path / "m.xpcnn", **FIT)
+    assert adam.iterations == 0 and adam.state == {}
+
+
+def test_an_optimizer_left_out_keeps_the_progress(tmp_path):
+    model = net()
+    model.fit(X, Y, optimizer=xpcnn.SGD(lambda t: 0.01), epochs=2, seed=0, **FIT)
+    model.save(tmp_path / "m.xpcnn")  # a function schedule: the optimizer cannot be saved
+    info = xpcnn.checkpoint.load_layers(tmp_path / "m.xpcnn")[0].training
+    assert info["left_out"] == ["optimizer"] and info["progress"]["epoch"] == 2
+    history = net().fit(
+        X, Y, optimizer=xpcnn.SGD(lambda t: 0.01), epochs=3, resume_from=tmp_path / "m.xpcnn", **FIT
+    )
+    assert history.epoch == [0, 1, 2]  # two restored, one trained
+
+
+def test_backup_and_restore_with_reduce_lr_on_plateau_resumes_exactly(tmp_path):
+    from xpcnn.callbacks import ReduceLROnPlateau
+
+    def run(callbacks):
+        model = net()
+        history = model.fit(X, Y, optimizer=xpcnn.SGD(0.05), epochs=4, seed=0,
+                            callbacks=[ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=1.0), *callbacks],
+                            **FIT)  # fmt: skip
+        return model, history
+
+    straight, expected = run([])
+    assert len(set(expected["learning_rate"])) > 1  # the rate did drop
+    path = tmp_path / "b.xpcnn"
+    with pytest.raises(KeyboardInterrupt):
+        run([BackupAndRestore(path), Interrupt(12)])  # in epoch 3 (5 batches an epoch)
+    resumed, history = run([BackupAndRestore(path)])
+    same(straight, resumed)
+    assert history["learning_rate"] == expected["learning_rate"]

@@ -132,7 +132,10 @@ HOSTILE_TRAINING = {
     "optimizer-type": (_set("optimizer/type", "os.system"), "unknown optimizer 'os.system'"),
     "optimizer-kwarg": (_set("optimizer/config/command", "ls"), "does not build"),
     "loss-type": (_set("loss/type", "Eval"), "must name one of"),
-    "iterations": (_set("optimizer/iterations", -3), "iterations must be an integer >= 0"),
+    "iterations": (_set("optimizer/iterations", -3), r"iterations must be an integer in \[0, 2\*\*53\]"),
+    "iterations-huge": (_set("optimizer/iterations", 10**400), r"iterations must be an integer in"),
+    "partial-size": (_set("progress/partial", {"size": "nan"}), "partial size must be an integer"),
+    "partial-key": (_set("progress/partial", {"evil": 1.0}), "expected 'loss', 'size' or 'metric.<name>'"),
     "slot-missing": (_set("optimizer/state", [[0, "kernels", ["m", "zz"]]]), "does not hold"),
     "slot-layer": (_set("optimizer/state", [[99, "kernels", ["m", "v"]]]), "does not hold"),
     "progress-epoch": (_set("progress/epoch", "one"), "epoch must be an integer"),
@@ -156,4 +159,29 @@ def test_a_hostile_training_state_is_refused(tmp_path, case):
     xpcnn.load(path)  # the untouched file loads
     _rewrite_training(path, change)
     with pytest.raises(ck.CheckpointError, match=match):
+        xpcnn.load(path)
+
+
+def test_escaped_brackets_in_the_architecture_string_are_bounded_too(tmp_path):
+    """``\\u005b`` in a JSON string is a ``[`` once decoded: the nesting bound applies to the
+    decoded architecture as well (150 nested blocks would make the first build very slow)."""
+    model = net()
+    path = tmp_path / "m.xpcnn"
+    model.save(path, include_optimizer=False)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    deep = {"type": "ReLU", "config": {}}
+    for _ in range(150):
+        deep = {"type": "Residual", "config": {}, "children": {"block": [deep]}}
+    architecture = json.dumps(json.loads(header["__metadata__"]["architecture"]) + [deep])
+    header["__metadata__"]["architecture"] = architecture
+    header["__metadata__"]["header_sha256"] = ckformat._header_digest(header)
+    literal = json.dumps(architecture)  # how the string appears in the header
+    hidden = literal.replace("[", "\\u005b").replace("{", "\\u007b")  # the same string, escaped
+    body = json.dumps(header).replace(literal, hidden).encode()
+    assert json.loads(body) == header  # the same header once parsed
+    path.write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + n :])
+    assert body.count(b"[") < 100  # the raw header looks shallow
+    with pytest.raises(ck.CheckpointError, match=r"'architecture': the header nests \d+ levels deep"):
         xpcnn.load(path)

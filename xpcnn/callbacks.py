@@ -303,6 +303,19 @@ class ReduceLROnPlateau(Callback):
             schedules.ReduceOnPlateau(1.0, **self.options)
         self.monitor = schedule.monitor if schedule is not None else monitor
 
+    def adopt(self, optimizer) -> None:
+        """Take over ``optimizer``'s ReduceOnPlateau schedule when it is the one this callback
+        would install (same options): a run resumed from a checkpoint goes on with the saved
+        schedule and what it learned.  ``fit`` calls it before training."""
+        if self._given or self.schedule is not None:
+            return
+        found = schedules.find_plateau(optimizer.schedule)
+        if (
+            found is not None
+            and schedules.ReduceOnPlateau(found.initial, **self.options).config() == found.config()
+        ):
+            self.schedule = found
+
     def on_train_begin(self, logs=None):
         _check_monitor(self.params, self.monitor, "ReduceLROnPlateau")
         optimizer = self.model.optimizer

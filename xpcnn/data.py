@@ -257,7 +257,7 @@ class SourcePair:
     """
 
     def __init__(self, source, place, *, where: str, dtype: str | None, steps_per_epoch=None, targets=True,
-                 indices=None):  # fmt: skip
+                 indices=None, steps_argument: str = "steps_per_epoch"):  # fmt: skip
         self.source, self.place, self.where, self.dtype, self.targets = source, place, where, dtype, targets
         self.subset = indices  # a range of sample indices (validation_split), or None
         if isinstance(source, BatchSequence):
@@ -266,8 +266,13 @@ class SourcePair:
             self.kind = "samples"
         else:
             self.kind = "iterable"
+        if steps_per_epoch is not None and self.kind == "samples":
+            raise TypeError(
+                f"{where}: {steps_argument} applies to an iterable of batches or a BatchSequence, not to a data "
+                f"set of samples (its length gives the batches). Received {steps_argument}={steps_per_epoch!r}."
+            )
         self.steps_per_epoch = (
-            None if steps_per_epoch is None else positive_int(steps_per_epoch, "steps_per_epoch", where)
+            None if steps_per_epoch is None else positive_int(steps_per_epoch, steps_argument, where)
         )
         if self.kind == "iterable":
             self._iterator = iter(source) if self.steps_per_epoch is not None else None

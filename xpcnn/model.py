@@ -657,7 +657,8 @@ class Sequential(Layer):
         return {prefix + k: float(v) / seen for k, v in sums.items()}  # one read per key
 
     # --------------------------------------------------------------- data
-    def _feed(self, x, y, where: str, *, prefix: str = "", stage: bool = False, steps=None, targets=True):
+    def _feed(self, x, y, where: str, *, prefix: str = "", stage: bool = False, steps=None, targets=True,
+              steps_name: str = "steps"):  # fmt: skip
         """``x`` (and ``y``) as one ArrayPair or SourcePair (:mod:`xpcnn.data`)."""
         if is_source(x):
             if y is not None:
@@ -666,10 +667,16 @@ class Sequential(Layer):
                     f"({type(y).__name__}). Pass y=None."
                 )
             return SourcePair(x, self.placement, where=where, dtype=self.dtype, steps_per_epoch=steps,
-                              targets=targets)  # fmt: skip
+                              targets=targets, steps_argument=steps_name)  # fmt: skip
         if steps is not None:
             raise TypeError(
-                f"{where}: steps (steps_per_epoch) applies to an iterable data source, not to arrays."
+                f"{where}: {steps_name} applies to an iterable of batches or a BatchSequence, not to arrays. "
+                f"Received {steps_name}={steps!r}."
+            )
+        if targets and y is None:
+            raise TypeError(
+                f"{where}: expected {prefix}y (the targets) with array {prefix}x; y may be left out only when x "
+                "is a data source giving (x, y) pairs."
             )
         if not targets:
             return ArrayPair(self._source(x, prefix + "x", where, target=False, stage=stage), None)
@@ -699,10 +706,14 @@ class Sequential(Layer):
                 )
             else:
                 val = self._feed(*validation_data, "fit", prefix="val_")
-            return self._feed(x, y, "fit", stage=True, steps=steps_per_epoch), val
+            return self._feed(
+                x, y, "fit", stage=True, steps=steps_per_epoch, steps_name="steps_per_epoch"
+            ), val
         if not validation_split:
-            return self._feed(x, y, "fit", stage=True, steps=steps_per_epoch), None
-        train = self._feed(x, y, "fit", steps=steps_per_epoch)
+            return self._feed(
+                x, y, "fit", stage=True, steps=steps_per_epoch, steps_name="steps_per_epoch"
+            ), None
+        train = self._feed(x, y, "fit", steps=steps_per_epoch, steps_name="steps_per_epoch")
         if train.kind not in ("arrays", "samples"):
             raise ValueError(
                 "fit: validation_split takes the last samples of arrays or of a data set with __len__ and "
@@ -839,13 +850,17 @@ class Sequential(Layer):
         if source is None:  # (a resumed run may take its loss from the checkpoint)
             loss = self._resolve_loss(loss)
         train, val = self._split(x, y, validation_split, validation_data, steps_per_epoch)
-        reached = None
-        if source is not None:
+        reached = planned = None
+        if source is not None:  # checked now, applied once every other check has passed
             if not self.built:
                 self.build(train.sample_shape())
             given = optim.get(optimizer) if optimizer is not None else self.optimizer
-            reached = resume.restore_into(self, source, given, "fit")
-            loss, optimizer = self._resolve_loss(loss), self.optimizer
+            planned = resume.plan(self, source, given, "fit")
+            reached = planned.progress
+            loss = self._resolve_loss(loss if loss is not None else (self.loss or planned.loss))
+            optimizer = planned.optimizer or given
+            if metrics is None and not self.metrics and planned.metrics:
+                metrics = planned.metrics
         if getattr(loss, "differentiable", True) is False:
             raise ValueError(
                 f"fit: {loss!r} is a metric without a gradient; train with a differentiable loss."
@@ -853,7 +868,8 @@ class Sequential(Layer):
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else optim.SGD(0.01)
         optimizer = optim.get(optimizer)
-        optimizer.check_owner(self._leaves, "fit")
+        if planned is None:  # (a resumed optimizer gets the checkpoint's state, bound to these layers)
+            optimizer.check_owner(self._leaves, "fit")
         metrics = self._resolve_metrics(metrics)
         value_and_gradient = _value_and_gradient(loss)  # a data source's batches are checked one by one
         if train.kind == "arrays":
@@ -866,16 +882,21 @@ class Sequential(Layer):
             )
         n = None if train.kind == "iterable" else len(train)
         steps = train.steps(batch_size)
+        if reached is not None:
+            _check_resume(reached, initial_epoch, n, batch_size, steps)
+        if planned is not None:
+            planned.apply()
         if comm is not None:  # the same batches, model and state on every rank
             seed = dist.prepare(comm, self, optimizer, train, seed, "fit")
-        start = _start(
-            reached, initial_epoch, seed, shuffle and train.kind != "iterable", n, batch_size, steps
-        )
+        start = _start(reached, initial_epoch, seed, shuffle and train.kind != "iterable", n)
         rng, history = start.rng, start.history
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         if train.kind != "iterable":
             self.input_shape = train.sample_shape()
 
+        for c in callbacks:
+            if isinstance(c, cb.ReduceLROnPlateau):
+                c.adopt(optimizer)
         plateau = schedules.find_plateau(optimizer.schedule)
         if plateau is not None and not any(getattr(c, "schedule", None) is plateau for c in callbacks):
             callbacks.append(cb.ReduceLROnPlateau(schedule=plateau))
@@ -1075,15 +1096,23 @@ class _Start:
         self.epoch, self.batch, self.rng, self.history, self.partial = epoch, batch, rng, history, partial
 
 
-def _start(reached, initial_epoch: int, seed, shuffle: bool, n, batch_size: int, steps) -> _Start:
-    """The start of a fit: from a checkpoint's progress ``reached``, or at ``initial_epoch``
-    (the shuffle generator advanced past the skipped epochs' permutations)."""
+def _start(reached, initial_epoch: int, seed, shuffle: bool, n) -> _Start:
+    """The start of a fit: from a checkpoint's progress ``reached`` (checked by
+    :func:`_check_resume`), or at ``initial_epoch`` (the shuffle generator advanced past the
+    skipped epochs' permutations)."""
     if reached is None:
         rng = init.rng_from(seed)
         if shuffle:
             for _ in range(initial_epoch):
                 rng.permutation(n)
         return _Start(initial_epoch, 0, rng, History(), {})
+    rng = init.rng_from_state(reached["rng"]) if reached["rng"] is not None else init.rng_from(seed)
+    history = History.from_dict(reached["history"])
+    return _Start(reached["epoch"], reached["batch"], rng, history, reached["partial"])
+
+
+def _check_resume(reached: dict, initial_epoch: int, n, batch_size: int, steps) -> None:
+    """Refuse a resume that this run cannot continue exactly (before anything changes)."""
     if initial_epoch:
         raise ValueError(
             f"fit: initial_epoch={initial_epoch} and a resumed run: the checkpoint says where to start "
@@ -1105,10 +1134,6 @@ def _start(reached, initial_epoch: int, seed, shuffle: bool, n, batch_size: int,
         raise ValueError(
             f"fit: the checkpoint stopped at batch {reached['batch']}, past this epoch's {steps}."
         )
-    rng = init.rng_from_state(reached["rng"]) if reached["rng"] is not None else init.rng_from(seed)
-    return _Start(
-        reached["epoch"], reached["batch"], rng, History.from_dict(reached["history"]), reached["partial"]
-    )
 
 
 class _EpochLoop:

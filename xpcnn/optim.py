@@ -29,6 +29,7 @@ one is never written to), so arrays captured earlier keep their values.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from . import backend
 from ._validate import float_dtype, non_negative, positive, unit_interval
@@ -276,20 +277,33 @@ class Optimizer:
         """Put back a :meth:`state_dict` (from this optimizer or one built with the same class
         and hyperparameters) for ``layers``; each array goes where its parameter lives, in its
         dtype.  Everything is checked first (class, hyperparameters, layer indices, parameter
-        names, slots and shapes); on an error nothing changes."""
+        names, slots and shapes); on an error nothing changes.
+
+        One difference in the hyperparameters is accepted: a constant learning rate where the
+        saved optimizer has the :class:`~xpcnn.schedules.ReduceOnPlateau` schedule that
+        :class:`~xpcnn.callbacks.ReduceLROnPlateau` installs from that rate (a script started
+        again with the same command); the saved schedule, with what it learned, is taken."""
+        self.checked_state(state, layers)()
+
+    def checked_state(self, state: dict, layers) -> Callable[[], None]:
+        """:meth:`load_state_dict` in two halves: check ``state`` now (raising ``ValueError``),
+        and return the function that puts it in (which cannot fail)."""
         name = type(self).__name__
         if state.get("type") != name:
             raise ValueError(f"{name}.load_state_dict: the state is of a {state.get('type')!r} optimizer.")
         mine, theirs = self._described_config(), state.get("config")
-        if not isinstance(theirs, dict) or _without_schedule_state(mine) != _without_schedule_state(theirs):
+        adopted = _adopted_plateau(mine, theirs)
+        if adopted is None and (
+            not isinstance(theirs, dict) or _without_schedule_state(mine) != _without_schedule_state(theirs)
+        ):
             raise ValueError(
                 f"{name}.load_state_dict: the saved optimizer has the hyperparameters {theirs}, this one "
                 f"{mine}; build the optimizer with the saved ones (or let xpcnn.load restore it)."
             )
         iterations = state.get("iterations")
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 0 <= iterations <= 2**53:
             raise ValueError(
-                f"{name}.load_state_dict: iterations must be an integer >= 0, received {iterations!r}."
+                f"{name}.load_state_dict: iterations must be an integer in [0, 2**53], received {iterations!r:.40}."
             )
         entries = {}
         for (k, param), slots in state.get("state", {}).items():
@@ -319,12 +333,21 @@ class Optimizer:
             raise ValueError(
                 f"{name}.load_state_dict: last_learning_rate must be a number, received {last!r:.80}."
             )
+        assert isinstance(theirs, dict)  # (checked above)
         lr = theirs.get("learning_rate")
-        if isinstance(lr, dict):
-            restore_state(self.schedule, lr)  # (checks its values before it changes anything)
-        self.state = entries
-        self.iterations = iterations
-        self.last_learning_rate = None if last is None else float(last)
+        if adopted is None and isinstance(lr, dict):
+            schedule_from_config(lr)  # checks the learned state on a copy; commit puts it in this one
+
+        def commit():
+            if adopted is not None:
+                self.schedule = adopted
+            elif isinstance(lr, dict):
+                restore_state(self.schedule, lr)
+            self.state = entries
+            self.iterations = iterations
+            self.last_learning_rate = None if last is None else float(last)
+
+        return commit
 
     def state_arrays(self) -> dict:
         """``{(layer, name, slot): array}``: the state, for inspection and checkpoints."""
@@ -501,6 +524,23 @@ class Adagrad(Optimizer):
             "eps": self.eps,
             "initial_accumulator_value": self.initial_accumulator_value,
         }
+
+
+def _adopted_plateau(mine: dict, theirs) -> Schedule | None:
+    """The saved ReduceOnPlateau schedule when ``mine`` differs from ``theirs`` only by a
+    constant learning rate that is the schedule's initial value (the rate that
+    ReduceLROnPlateau started from), else None."""
+    if not isinstance(theirs, dict):
+        return None
+    lr, saved = mine.get("learning_rate"), theirs.get("learning_rate")
+    if isinstance(lr, dict) or not isinstance(saved, dict) or saved.get("type") != "ReduceOnPlateau":
+        return None
+    if saved.get("config", {}).get("initial") != lr or {**mine, "learning_rate": None} != {
+        **theirs,
+        "learning_rate": None,
+    }:
+        return None
+    return schedule_from_config(saved)
 
 
 def _without_schedule_state(config: dict) -> dict:

@@ -43,6 +43,7 @@ class Residual(Layer):
     def __init__(self, block, shortcut=None):
         self.block = _chain(block, "block")
         self.shortcut = None if shortcut is None else _chain(shortcut, "shortcut")
+        self._checked: dict = {}  # input shape -> output shape, once the paths were checked for it
         super().__init__(dtype=self.block.dtype)
         if self.shortcut is not None and self.shortcut.dtype != self.block.dtype:
             self.shortcut.to(dtype=self.block.dtype)
@@ -135,6 +136,8 @@ class Residual(Layer):
 
     def check_input_shape(self, input_shape: tuple) -> None:
         shape = tuple(int(s) for s in input_shape)
+        if shape in self._checked:  # (a nest of blocks would otherwise be walked 2^depth times)
+            return
         out = self.block.output_shape(shape)  # builds the block's layers, names a mismatch
         other = shape if self.shortcut is None else self.shortcut.output_shape(shape)
         if tuple(out) != tuple(other):
@@ -145,9 +148,13 @@ class Residual(Layer):
                 "Convolutional with the block's stride and depth."
             )
         self.built = True
+        self._checked[shape] = tuple(out)
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        return self.block.output_shape(input_shape)
+        shape = tuple(int(s) for s in input_shape)
+        if shape not in self._checked:
+            self.check_input_shape(shape)
+        return self._checked[shape]
 
     def _check_shape(self, x) -> None:
         super()._check_shape(x)

@@ -2,7 +2,7 @@
 
 Keras's ``BackupAndRestore`` and PyTorch's ``load_state_dict`` pattern: the same script builds
 the same model (and optimizer) and the checkpoint's values are loaded into those objects, so
-references the script holds stay valid.  :func:`restore_into` checks that the file describes
+references the script holds stay valid.  :func:`plan` checks that the file describes
 the same architecture (layer types, configurations and parameter shapes, in order) and that a
 given optimizer has the saved class and hyperparameters, and only then changes anything.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import checkpoint
 
-__all__ = ["restore_into"]
+__all__ = ["Plan", "plan"]
 
 
 def _comparable(layer) -> dict:
@@ -46,26 +46,35 @@ def _check_same(model, layers: list, where: str) -> list:
     return list(zip(ours, theirs, strict=True))
 
 
-def restore_into(model, path, optimizer=None, where: str = "fit") -> dict | None:
-    """Load the checkpoint at ``path`` into ``model`` (built, same architecture): its tensors,
-    its loss and metrics (set where the model has none), its optimizer (its state loaded into
-    ``optimizer`` when one is given, else a new one), and return its progress (``None`` in a
-    checkpoint written outside ``fit``).  Raises ``CheckpointError`` for a bad file and
-    ``ValueError`` naming what differs for another model's checkpoint; nothing is changed then.
-    """
+class Plan:
+    """A checked resume (:func:`plan`): ``loss``, ``metrics``, ``optimizer`` and ``progress``
+    from the checkpoint (each may be None), and :meth:`apply`, which puts the checkpoint's
+    tensors, progress counters and optimizer state into the model and cannot fail."""
+
+    def __init__(self, model, pairs: list, parts: dict):
+        self.model, self.pairs = model, pairs
+        self.loss, self.metrics, self.optimizer = parts["loss"], parts["metrics"], parts["optimizer"]
+        self.progress, self._commit = parts["progress"], parts["commit"]
+
+    def apply(self) -> None:
+        model = self.model
+        for a, b in self.pairs:
+            values = b.tensors()
+            if values:
+                a.set_tensors({k: model.placement.asarray(v) for k, v in values.items()})
+            for key in a.progress_config:
+                setattr(a, key, getattr(b, key))
+        if self._commit is not None:
+            self._commit()
+
+
+def plan(model, path, optimizer=None, where: str = "fit") -> Plan:
+    """Read and check the checkpoint at ``path`` for ``model`` (built, same architecture) and
+    ``optimizer`` (given: it must have the saved class and hyperparameters; else the saved
+    optimizer is built anew): raises ``CheckpointError`` for a bad file and ``ValueError``
+    naming what differs for another model's checkpoint.  Nothing is changed until the
+    returned plan is applied."""
     content, layers, extra = checkpoint.load_layers(path)
     pairs = _check_same(model, layers, f"{where}: resuming from {str(path)!r}")
     parts = checkpoint.restore_training(path, content.training or {}, extra, model.leaves(), optimizer)
-    for a, b in pairs:  # every check passed: the values go in
-        values = b.tensors()
-        if values:
-            a.set_tensors({k: model.placement.asarray(v) for k, v in values.items()})
-        for key in a.progress_config:
-            setattr(a, key, getattr(b, key))
-    if parts["loss"] is not None and model.loss is None:
-        model.loss = parts["loss"]
-    if parts["metrics"] is not None and not model.metrics:
-        model.metrics = parts["metrics"]
-    if parts["optimizer"] is not None:
-        model.optimizer = parts["optimizer"]
-    return parts["progress"]
+    return Plan(model, pairs, parts)

@@ -1,6 +1,6 @@
 """Checkpoints: ``xpcnn.save(model, path)`` and ``xpcnn.load(path, device=...)``, never pickle.
 
-Two layers, each its own module:
+Three modules:
 
 * :mod:`xpcnn.checkpoint.format`: the bytes (header length, JSON header, raw little-endian
   tensors), the digests, the validation of any file before allocation, atomic writes;

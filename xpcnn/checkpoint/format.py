@@ -98,12 +98,12 @@ class CheckpointError(ValueError):
 
     def __init__(self, path, reason: str, action: str = "load"):
         self.path = None if path is None else os.fspath(path)
-        self.reason = reason
+        self.reason, self.action = reason, action
         verb = "Cannot save checkpoint" if action == "save" else "Invalid checkpoint"
         super().__init__(f"{verb} {self.path!r}: {reason}")
 
     def __reduce__(self):  # keep the error picklable (multiprocessing, pytest-xdist)
-        return (type(self), (self.path, self.reason))
+        return (type(self), (self.path, self.reason, self.action))
 
 
 class Bad(Exception):

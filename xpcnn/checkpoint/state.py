@@ -237,6 +237,10 @@ def _parsed(keys: dict, key: str):
     text = keys.get(key)
     if not isinstance(text, str):
         raise Bad(f"the metadata has no {key!r} string (not a model checkpoint)")
+    try:  # the bounds again on the decoded text: escapes such as \u005b hid its brackets
+        fmt._check_structure(text.encode("utf-8"))
+    except Bad as exc:
+        raise Bad(f"{key!r}: {exc}") from None
     try:
         return json.loads(text, object_pairs_hook=fmt._no_duplicates, parse_constant=fmt._no_constants,
                           parse_float=fmt._finite_float)  # fmt: skip

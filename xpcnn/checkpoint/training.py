@@ -97,17 +97,17 @@ def describe(model, leaves: list, progress: dict | None = None, strict: bool = T
         try:
             state = model.optimizer.state_dict(leaves)
         except (ValueError, RuntimeError) as exc:
-            if not strict:
-                info["left_out"] = [*left, "optimizer"]
-                return info, tensors
-            raise Bad(f"{exc}; save with include_optimizer=False") from None
-        slots = []
-        for (k, name), arrays in sorted(state.pop("state").items()):
-            slots.append([k, name, sorted(arrays)])
-            for slot in sorted(arrays):
-                host = backend.to_host(arrays[slot])
-                tensors.append((f"optimizer.{k}.{name}.{slot}", host))
-        info["optimizer"] = {**state, "state": slots}
+            if strict:
+                raise Bad(f"{exc}; save with include_optimizer=False") from None
+            info["left_out"] = [*left, "optimizer"]
+            state = None
+        if state is not None:
+            slots = []
+            for (k, name), arrays in sorted(state.pop("state").items()):
+                slots.append([k, name, sorted(arrays)])
+                for slot in sorted(arrays):
+                    tensors.append((f"optimizer.{k}.{name}.{slot}", backend.to_host(arrays[slot])))
+            info["optimizer"] = {**state, "state": slots}
     if progress is not None:
         history = progress.get("history") or {"epoch": [], "history": {}, "stop_reason": None}
         info["progress"] = {
@@ -133,22 +133,22 @@ def _entry(entry, registry: dict, what: str):
 def restore(info: dict, extra: dict, leaves: list, optimizer=None) -> dict:
     """The parts of the training state ``info`` (``extra``: the file's ``optimizer.`` host
     arrays by name), rebuilt for the model whose leaves are ``leaves``: ``{"loss", "metrics",
-    "optimizer", "progress"}`` (each may be None).  ``optimizer``: an existing optimizer to
-    load the state into (it must have the saved class and hyperparameters) instead of a new
-    one.  Everything is checked before anything is changed; raises ``Bad``."""
+    "optimizer", "progress", "commit"}`` (each may be None).  ``optimizer``: an existing
+    optimizer to load the state into (it must have the saved class and hyperparameters)
+    instead of a new one; that happens when ``commit()`` is called.  Everything is checked
+    here, nothing is changed; raises ``Bad``."""
+    progress = _progress(info["progress"]) if "progress" in info else None
     loss = _entry(info["loss"], _LOSSES, "loss") if "loss" in info else None
     metrics = None
     if "metrics" in info:
         if not isinstance(info["metrics"], dict):
             raise Bad("the training state's metrics must be an object")
         metrics = {str(name): _entry(e, _LOSSES, f"metric {name!r}") for name, e in info["metrics"].items()}
-    result = {"loss": loss, "metrics": metrics, "optimizer": None, "progress": None}
+    result = {"loss": loss, "metrics": metrics, "optimizer": None, "progress": progress, "commit": None}
     if "optimizer" in info:
-        result["optimizer"] = _optimizer(info["optimizer"], extra, leaves, optimizer)
+        result["optimizer"], result["commit"] = _optimizer(info["optimizer"], extra, leaves, optimizer)
     elif extra:
         raise Bad(f"the file holds optimizer tensors ({next(iter(extra))!r}, ...) but no optimizer")
-    if "progress" in info:
-        result["progress"] = _progress(info["progress"])
     return result
 
 
@@ -185,10 +185,13 @@ def _optimizer(entry, extra: dict, leaves: list, existing):
     if unused:
         raise Bad(f"the file holds the tensor {unused[0]!r}, which the optimizer's state does not name")
     try:
-        target.load_state_dict({**entry, "state": state}, leaves)
-    except (TypeError, ValueError) as exc:
+        commit = target.checked_state({**entry, "state": state}, leaves)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise Bad(str(exc)) from None
-    return target
+    if existing is None:  # a new object: nothing else sees it yet
+        commit()
+        commit = None
+    return target, commit
 
 
 def _progress(entry) -> dict:
@@ -219,7 +222,18 @@ def _progress(entry) -> dict:
     partial = entry.get("partial") or {}
     if not isinstance(partial, dict):
         raise Bad("the progress's partial sums must be an object")
-    sums = {str(k): _unfloats([v], f"partial sum {k!r}")[0] for k, v in partial.items()}
+    sums: dict = {}
+    for key, value in partial.items():
+        if key == "size":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise Bad(f"the progress's partial size must be an integer >= 0, found {value!r:.40}")
+            sums[key] = value
+        elif key == "loss" or (isinstance(key, str) and key.startswith("metric.")):
+            sums[key] = _unfloats([value], f"partial sum {key!r}")[0]
+        else:
+            raise Bad(
+                f"the progress's partial sums hold {key!r:.40}; expected 'loss', 'size' or 'metric.<name>'"
+            )
     sizes = {}
     for key in ("samples", "batch_size"):
         value = entry.get(key)
