@@ -4,7 +4,7 @@ Runs itself under ``mpiexec -n 1`` and ``-n 2`` (``--ranks 1,2``), and on every 
 for the LeNet-like network of the CPU benchmark (global batch 64):
 
 * the all-reduce of its gradients (one packed float32 buffer, the model's parameter count)
-  per call, and of buffers of 1 KiB to 16 MiB, from which a latency ``a`` and a bandwidth
+  per call, and of buffers of 1 KiB to 4 MiB, from which a latency ``a`` and a bandwidth
   ``B`` are fitted (``t = a + bytes / B``);
 * the distributed training step (``xpcnn.distributed.train_step``: this rank's share of the
   batch forward and backward, the all-reduce, the optimizer step).
@@ -35,7 +35,7 @@ LINKS = {
     "4 nodes, 100 Gb/s Ethernet": {"ranks": 4, "latency": 30e-6, "bandwidth": 10e9},
 }
 BATCH = 64
-SIZES = [2**10, 2**14, 2**18, 2**22, 2**24]  # bytes
+SIZES = [2**10, 2**12, 2**14, 2**16, 2**18, 2**20, 2**22]  # bytes
 
 
 def _median_time(run, repeats: int) -> float:
@@ -84,12 +84,14 @@ def worker(repeats: int, out: str) -> None:
 
 def fit_link(sweep: dict, ranks: int) -> tuple[float, float]:
     """Latency and bandwidth of one ring step from the measured all-reduce times
-    (``t = 2 (N - 1) (a + S / (N B))``, least squares in ``a`` and ``1 / B``)."""
+    (``t = 2 (N - 1) (a + S / (N B))``, least squares of the relative error in ``a`` and
+    ``1 / B``)."""
     sizes = np.array([float(s) for s in sweep])
     times = np.array(list(sweep.values()))
     steps = 2 * (ranks - 1)
     design = np.stack([np.full_like(sizes, steps), steps * sizes / ranks], axis=1)
-    (latency, inverse), *_ = np.linalg.lstsq(design, times, rcond=None)
+    # relative errors: each size counts the same, not just the largest buffers
+    (latency, inverse), *_ = np.linalg.lstsq(design / times[:, None], np.ones_like(times), rcond=None)
     return float(max(latency, 0.0)), float(1.0 / inverse) if inverse > 0 else float("inf")
 
 
