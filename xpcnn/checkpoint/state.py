@@ -2,7 +2,7 @@
 
 The ``__metadata__`` strings added to those of :mod:`xpcnn.checkpoint.format` (format 2.x)::
 
-      "xpcnn_version": "0.1.0",                 # informative only (not checked)
+      "xpcnn_version": "0.2.0",                 # informative only (not checked)
       "architecture": "[{\"type\": \"Dense\", \"config\": {...}}, ...]"
                                                 # JSON: one entry per layer, in order
       "dtype": "float32",                       # the model's dtype (Sequential.dtype)
