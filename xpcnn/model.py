@@ -483,7 +483,7 @@ class Sequential(Layer):
     def _train_step(self, x, y, value_and_gradient, check):
         """The step itself.  ``check(E)`` is the non-finite policy: it returns ``None`` (apply
         the update) or a device boolean that masks it, or raises before anything changes."""
-        prediction = self._chain_forward(x)  # eq. 12-17, layer by layer
+        prediction = self._chain_forward(x)  # eq. 6-7, 12, 17: each layer's forward, in order
         value, gradient = value_and_gradient(prediction, y)  # E and dE/dY
         mask = check(value)
         self._chain_backward(gradient, input_gradient=False)  # eq. 4-5; dE/dX of the data is unused

@@ -95,4 +95,4 @@ class BinaryCrossEntropyFromLogits(_UnitTargets):
         return xp.sum(per_element) / element_count(prediction)
 
     def _gradient(self, xp, prediction, target):
-        return (sigmoid(prediction) - target) / element_count(prediction)  # eq. 23 without overflow
+        return (sigmoid(prediction) - target) / element_count(prediction)  # eq. 22 times eq. 24
