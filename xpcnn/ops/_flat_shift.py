@@ -20,7 +20,7 @@ strides stay zero) and ``dK = grid @ cols^T``.  ``dX`` is computed one of two wa
   ``c_I >= c_O`` (measured, batch 64, 3x3, backward with ``dX``: 16->8 26x26 9.5 ms against
   14.5 by the fold, 64->32 16x16 31.9 against 40.9, 8->1 28x28 2.7 against 10.9).
 
-Speed (measured on the 2-vCPU development machine; ``docs/performance.md`` in the README):
+Speed (measured on the 2-vCPU development machine; the benchmark tables are in the README's performance section):
 
 * Results are contiguous NCHW arrays: the slice that drops the wrap-around columns is a
   copy anyway, and it writes each chunk's ``(c_O, m, L)`` product into samples ``a:b`` of

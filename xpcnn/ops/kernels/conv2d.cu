@@ -1,4 +1,4 @@
-// xpcnn: NCHW cross-correlation kernels (issue 5; notes eq. 17, 18, 20; ../design/gpu.md).
+// xpcnn: NCHW cross-correlation kernels (notes eq. 17, 18, 20; docs/equations.md; the GPU section of README.md).
 //
 // Compiled at run time by CuPy (cupy.RawModule with name_expressions, see xpcnn/ops/cuda.py),
 // checked without a GPU by NVRTC or nvcc for sm_90 (xpcnn/ops/_cuda_compile.py), and compiled
