@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import nox
@@ -103,12 +104,15 @@ def package(session: nox.Session) -> None:
     import zipfile
 
     session.install("build")
-    dist = session.create_tmp()
+    dist = os.path.join(session.create_tmp(), "dist")
+    shutil.rmtree(dist, ignore_errors=True)  # (a reused session keeps its folder)
     session.run("python", "-m", "build", "--outdir", dist, silent=True)
     (wheel,) = glob.glob(f"{dist}/xpcnn-*.whl")
     (sdist,) = glob.glob(f"{dist}/xpcnn-*.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
     missing = [n for n in WHEEL_MUST_HOLD if n not in names]
+    if not any(n.endswith("/LICENSE") for n in names):
+        missing.append("LICENSE")
     if missing or any(n.startswith("tests/") for n in names):
         session.error(f"the wheel lacks {missing} or holds tests: {sorted(names)}")
     with tarfile.open(sdist) as tar:
