@@ -10,7 +10,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx", "package"]
+nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx", "package", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
@@ -128,6 +128,16 @@ def package(session: nox.Session) -> None:
     with session.chdir(unpacked):  # the sdist's own tests, against the installed package
         session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checkpoint.py",
                     "tests/test_layers_core.py", "tests/test_architecture.py", env={"XPCNN_BACKENDS": "numpy"})  # fmt: skip
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (Sphinx, furo theme, MyST for the Markdown pages; docs/conf.py
+    says why) from ``docs/`` and the docstrings, into ``docs/_build/html``, warnings as errors."""
+    session.install("-e", ".", "sphinx>=8", "furo", "myst-parser>=4")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs
+    )
 
 
 @nox.session

@@ -12,44 +12,44 @@ with (``model.input_shape``), else the input its first layer declares.
 
 Layer -> ONNX operators (the default domain; the model's opset, 17 by default, and at least 13):
 
-==============================  ==========================================================
-xpcnn layer                     ONNX
-==============================  ==========================================================
-``Dense``                       ``Gemm(X, W, b, transB=1)``: ``X W^T + b``
-``Convolutional``               ``Conv`` (``kernel_shape``, ``strides``, ``pads``,
-                                ``dilations``, ``group``); ``bias="channel"``: Conv's ``B``;
-                                ``bias="pixel"``: Conv without ``B``, then ``Add`` of a
-                                ``(1, C, H, W)`` initializer; ``bias="none"``: no bias
-``MaxPool2D``                   ``MaxPool`` (padding never wins, as in xpcnn)
-``AvgPool2D``                   ``AveragePool(count_include_pad=1)`` (xpcnn divides by the
-                                whole window, padding included)
-``GlobalAvgPool2D``             ``GlobalAveragePool``, ``Flatten(axis=1)``: ``(N, C)``
-``GlobalMaxPool2D``             ``GlobalMaxPool``, ``Flatten(axis=1)``: ``(N, C)``
-``Flatten``                     ``Flatten(axis=1)``
-``Reshape``                     ``Reshape`` to ``[0, *output_shape]`` (0: the batch)
-``BatchNorm``                   ``BatchNormalization`` with the running mean and variance and
-                                ``epsilon=eps`` (``(N, C)`` and ``(N, C, H, W)`` inputs)
-``Dropout``                     ``Identity``
-``Softmax``                     ``Softmax(axis=-1)``
-``ReLU``                        ``Relu``
-``Sigmoid`` (= ``Logistic``)    ``Sigmoid``
-``Tanh``                        ``Tanh``
-``LeakyReLU(negative_slope)``   ``LeakyRelu(alpha=negative_slope)``
-``ELU(alpha)``                  ``Elu(alpha)``
-``Softplus``                    ``Softplus``
-``SiLU``                        ``Mul(X, Sigmoid(X))``
-``GELU(approximate)``           opset >= 20: ``Gelu(approximate)``; below: ``X/2 (1 +
-                                Erf(X / sqrt 2))``, or the tanh form from ``Tanh``, ``Mul``
-                                and ``Add``
-``Linear(a, b)``                ``Identity`` (``a=0, b=1``), else ``Mul`` by ``b``, ``Add`` ``a``
-``Heaviside``                   ``Cast(Greater(X, 0))``
-``Gaussian(c, sigma)``          ``Exp(-(1/2) d d)``, ``d = (X - c) / sigma`` (Sub, Div, Mul)
-``Multiquadratic(c, a)``        ``Sqrt(d d + a^2)``, ``d = X - c``
-``InverseMultiquadratic(c, a)`` ``Reciprocal(Sqrt(d d + a^2))``
-``Sequential`` (nested)         its layers, inlined
-``Residual(block, shortcut)``   ``Add`` of the block's subgraph and the shortcut's (the
-                                identity: the input itself)
-==============================  ==========================================================
+================================  ==================================================================
+xpcnn layer                       ONNX
+================================  ==================================================================
+``Dense``                         ``Gemm(X, W, b, transB=1)``: ``X W^T + b``
+``Convolutional``                 ``Conv`` (``kernel_shape``, ``strides``, ``pads``,
+                                  ``dilations``, ``group``); ``bias="channel"``: Conv's ``B``;
+                                  ``bias="pixel"``: Conv without ``B``, then ``Add`` of a
+                                  ``(1, C, H, W)`` initializer; ``bias="none"``: no bias
+``MaxPool2D``                     ``MaxPool`` (padding never wins, as in xpcnn)
+``AvgPool2D``                     ``AveragePool(count_include_pad=1)`` (xpcnn divides by the
+                                  whole window, padding included)
+``GlobalAvgPool2D``               ``GlobalAveragePool``, ``Flatten(axis=1)``: ``(N, C)``
+``GlobalMaxPool2D``               ``GlobalMaxPool``, ``Flatten(axis=1)``: ``(N, C)``
+``Flatten``                       ``Flatten(axis=1)``
+``Reshape``                       ``Reshape`` to ``[0, *output_shape]`` (0: the batch)
+``BatchNorm``                     ``BatchNormalization`` with the running mean and variance and
+                                  ``epsilon=eps`` (``(N, C)`` and ``(N, C, H, W)`` inputs)
+``Dropout``                       ``Identity``
+``Softmax``                       ``Softmax(axis=-1)``
+``ReLU``                          ``Relu``
+``Sigmoid`` (= ``Logistic``)      ``Sigmoid``
+``Tanh``                          ``Tanh``
+``LeakyReLU(negative_slope)``     ``LeakyRelu(alpha=negative_slope)``
+``ELU(alpha)``                    ``Elu(alpha)``
+``Softplus``                      ``Softplus``
+``SiLU``                          ``Mul(X, Sigmoid(X))``
+``GELU(approximate)``             opset >= 20: ``Gelu(approximate)``; below: ``X/2 (1 +
+                                  Erf(X / sqrt 2))``, or the tanh form from ``Tanh``, ``Mul``
+                                  and ``Add``
+``Linear(a, b)``                  ``Identity`` (``a=0, b=1``), else ``Mul`` by ``b``, ``Add`` ``a``
+``Heaviside``                     ``Cast(Greater(X, 0))``
+``Gaussian(c, sigma)``            ``Exp(-(1/2) d d)``, ``d = (X - c) / sigma`` (Sub, Div, Mul)
+``Multiquadratic(c, a)``          ``Sqrt(d d + a^2)``, ``d = X - c``
+``InverseMultiquadratic(c, a)``   ``Reciprocal(Sqrt(d d + a^2))``
+``Sequential`` (nested)           its layers, inlined
+``Residual(block, shortcut)``     ``Add`` of the block's subgraph and the shortcut's (the
+                                  identity: the input itself)
+================================  ==================================================================
 
 A generic ``Activation(f, f_prime)`` (arbitrary Python functions) and any layer class not in
 this table (a user's own registered layer, a subclass of a listed one) raise
