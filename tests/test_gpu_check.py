@@ -1,6 +1,6 @@
 """xpcnn.tools.gpu_check on a machine without a GPU: it says so, runs what it can, and its GPU
 sections' code paths run here with device="cpu" on both sides (so that the one GPU run is not
-spent on a typo).  The real check runs on an H100 (README, section "GPU")."""
+spent on a typo).  The real check runs on an H200 (docs/gpu.md)."""
 
 from __future__ import annotations
 

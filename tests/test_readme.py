@@ -36,6 +36,13 @@ def test_snippet_runs(index, tmp_path, monkeypatch):
     _run(SNIPPETS[index], tmp_path, monkeypatch)
 
 
+def test_a_cnn_in_one_minute_prints_the_output_shown(tmp_path, monkeypatch):
+    section = TEXT[TEXT.index("## A CNN in one minute") :]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    shown = re.search(r"```text\n(.*?)```", section, flags=re.DOTALL).group(1)
+    assert _run(code, tmp_path, monkeypatch) == shown
+
+
 @pytest.mark.parametrize("which", [0, 1])
 def test_save_resume_export_prints_the_output_shown(tmp_path, monkeypatch, which):
     section = TEXT[TEXT.index("## Save, resume, export") :]
