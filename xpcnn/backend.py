@@ -398,8 +398,9 @@ def check_array(x, argument: str, where: str, expected: Placement | None = None,
 
 # ------------------------------------------------------------------- distributed helpers
 def host_empty_like(x) -> np.ndarray:
-    """An uninitialised host array of ``x``'s shape and dtype (an MPI receive buffer)."""
-    return np.empty(tuple(x.shape), dtype=np.asarray(x).dtype if is_host_array(x) else to_host(x).dtype)
+    """An uninitialised host array of the host array ``x``'s shape and dtype (an MPI receive
+    buffer)."""
+    return np.empty_like(np.asarray(x))
 
 
 def host_contiguous(x) -> np.ndarray:

@@ -764,6 +764,10 @@ class Sequential(Layer):
                 training goes on from there to ``epochs``; ``seed`` is then not used.  A
                 :class:`~xpcnn.callbacks.BackupAndRestore` callback does the same with its
                 backup file when there is one.
+            distributed: a communicator of :mod:`xpcnn.distributed` (``mpi()`` in an MPI job,
+                ``single()``): data-parallel training, ``batch_size`` the global batch, each
+                rank training on its share of every batch with the gradients combined exactly
+                (eq. 34); the progress bar and file writes on rank 0 only.
 
         Every batch is one :meth:`train_step`.  The losses stay on the device and are read
         every ``steps_per_sync`` batches (and at the end of each epoch), in one transfer; the
