@@ -104,7 +104,7 @@ single unit gets 3 of the 4 right.""",
     ),
     (
         "code",
-        """grid = np.linspace(-2, 2, 21)
+        """grid = np.round(np.linspace(-2, 2, 21), 1)  # steps of 0.2
 counts = {}
 best = None
 for w1 in grid:
@@ -583,7 +583,10 @@ print("eq. 15, conv = corr with rot180(K):", np.array_equal(convolution, numpy_c
     ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), w, h, fill=False, edgecolor="tab:red", lw=3))
     for (i, j), value in np.ndenumerate(k):
         ax.text(b + j + 0.3, a + i + 0.3, f"{value:g}", color="tab:red", fontsize=8, ha="center")
-    terms = " + ".join(f"{x[a + i, b + j]:g}*{k[i, j]:g}" for i in range(h) for j in range(w))
+    def times(u, v):
+        return f"{u:g}·" + (f"({v:g})" if v < 0 else f"{v:g}")
+
+    terms = " + ".join(times(x[a + i, b + j], k[i, j]) for i in range(h) for j in range(w))
     ax.set_title(f"{title}\\n{terms} = {out[a, b]:g}", fontsize=8)
     ax.set_xticks(range(x.shape[1]))
     ax.set_yticks(range(x.shape[0]))
