@@ -14,13 +14,16 @@ nox.options.sessions = ["lint", "tests", "cuda_compile", "distributed", "onnx", 
 nox.options.reuse_existing_virtualenvs = True
 
 # Extra packages each backend needs beyond ``.[test]``.  torch is pinned to the CPU wheel
-# these machines carry: an unpinned torch downloads a multi-GB CUDA build.  ``cupy-emulated``
+# these machines carry: an unpinned torch downloads a multi-GB CUDA build.  The numpy session
+# has torch too: it runs the tests that use PyTorch as an oracle (and the interop tests),
+# which take no backend fixture and so run nowhere else.  ``cupy-emulated``
 # (tests/cupy_emulated.py: CuPy 14's rules on the CPU, the real kernels through the host shim)
 # needs nothing more than g++.
+TORCH = "torch==2.13.0"
 BACKENDS = {
-    "numpy": [],
+    "numpy": [TORCH],
     "strict": ["array-api-strict"],
-    "torch": ["torch==2.13.0"],
+    "torch": [TORCH],
     "cupy": ["cupy-cuda13x"],
     "cupy-emulated": [],
 }
@@ -31,7 +34,8 @@ BACKENDS = {
 def tests(session: nox.Session, backend: str) -> None:
     """The test suite on one backend (XPCNN_BACKENDS selects it in tests/conftest.py).
 
-    The numpy session runs every test; the others run the backend-parametrized tests.
+    The numpy session runs every test but the slow ones (``nox -s slow`` runs those); the
+    others run the backend-parametrized tests.
     ``cupy-emulated`` runs the cupy-backend tests on the CPU stand-in, so the CuPy path is
     checked on every machine; ``cupy`` (the real one) is skipped without a GPU.
     """
@@ -40,8 +44,17 @@ def tests(session: nox.Session, backend: str) -> None:
     if backend == "cupy-emulated" and shutil.which("g++") is None:
         session.error("the cupy-emulated tests need g++ (the host shim compiles the real kernels)")
     session.install("-e", ".[test]", *BACKENDS[backend])
-    # -m "": every test, the slow ones too (plain `pytest` skips them: a quick developer run)
-    session.run("pytest", "-m", "", *session.posargs, env={"XPCNN_BACKENDS": backend})
+    # the default markers (pyproject): the slow tests are left to the slow session
+    session.run("pytest", *session.posargs, env={"XPCNN_BACKENDS": backend})
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The tests marked ``slow`` (training to a target accuracy, the notebook, the benchmark's
+    smoke run, writers killed in a loop): outside the default run, so that ``nox`` stays
+    within minutes; ``.ci/run`` runs it after ``nox``."""
+    session.install("-e", ".[test]", *BACKENDS["numpy"])
+    session.run("pytest", "-m", "slow", *session.posargs, env={"XPCNN_BACKENDS": "numpy"})
 
 
 @nox.session
