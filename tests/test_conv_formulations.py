@@ -237,3 +237,62 @@ def test_strided_unfold_matches_pytorch_on_random_configurations(be):
         )
         for got, want in ((y, ty), (dx, t.grad), (dk, tk.grad)):
             np.testing.assert_allclose(be.to_host(got), want.detach().numpy(), rtol=0, atol=1e-13)
+
+
+def _count_unfolds(monkeypatch):
+    """Count the fills of the padded-input work buffer (one per unfold actually computed)."""
+    fills = []
+    workspace = _flat_shift._workspace
+
+    def counting(xp, role, *args):
+        if isinstance(role, tuple) and role[0] == "x":
+            fills.append(role)
+        return workspace(xp, role, *args)
+
+    monkeypatch.setattr(_flat_shift, "_workspace", counting)
+    return fills
+
+
+def test_layer_backward_reuses_its_forwards_unfold(monkeypatch, rng):
+    """One chunk: the layer's backward takes the forward's unfold from the work buffer instead
+    of computing it again, and its gradients are the loops' (eq. 18, 20)."""
+    _flat_shift.clear_buffers()
+    fills = _count_unfolds(monkeypatch)
+    layer = xpcnn.Convolutional((3, 7, 6), 3, 4, padding=1, seed=2, dtype="float64")
+    x, dy = rng.normal(size=(2, 3, 7, 6)), rng.normal(size=(2, 4, 7, 6))
+    layer.forward(x)
+    assert len(fills) == 1
+    dx = layer.backward(dy)
+    assert len(fills) == 1  # reused
+    dx_ref, dk_ref = reference.conv2d_backward(x, xpcnn.to_host(layer.kernels), dy, (1, 1), (1, 1))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["kernels"], dk_ref, rtol=1e-10, atol=1e-12)
+    # the functions stay stateless: conv2d_backward unfolds the x it is given
+    xpcnn.conv2d_backward(x, layer.kernels, dy, padding=1)
+    assert len(fills) == 2
+
+
+def test_unfold_reuse_never_mixes_up_layers_or_inputs(be, rng):
+    """Two layers of one geometry share the work buffers: forward A, forward B, backward A must
+    unfold A's input again; an input changed in place and forwarded again is unfolded again;
+    a new forward after a backward refills the buffer."""
+    _flat_shift.clear_buffers()
+    a, b = (xpcnn.Convolutional((2, 6, 5), 3, 3, seed=s, dtype="float64").to(be.place) for s in (0, 1))
+    xa, xb = rng.normal(size=(2, 2, 2, 6, 5))
+    dy = rng.normal(size=(2, 3, 4, 3))
+
+    def dk_ref(x, layer):
+        return reference.conv2d_backward(x, be.to_host(layer.kernels), dy)[1]
+
+    a.forward(be.asarray(xa))
+    b.forward(be.asarray(xb))
+    a.backward(be.asarray(dy))
+    np.testing.assert_allclose(be.to_host(a.grads["kernels"]), dk_ref(xa, a), rtol=1e-10, atol=1e-12)
+    b.backward(be.asarray(dy))
+    np.testing.assert_allclose(be.to_host(b.grads["kernels"]), dk_ref(xb, b), rtol=1e-10, atol=1e-12)
+    x = be.asarray(xa)
+    a.forward(x)
+    x[...] = be.asarray(xb)  # the same array object, new values, forwarded again
+    a.forward(x)
+    a.backward(be.asarray(dy))
+    np.testing.assert_allclose(be.to_host(a.grads["kernels"]), dk_ref(xb, a), rtol=1e-10, atol=1e-12)

@@ -30,6 +30,21 @@ def test_dense_gradients(be, rng):
     _check(layer, be.asarray(rng.normal(size=(4, 5))))
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_dense_weight_gradient_is_eq9_at_every_batch_size(be, rng, n):
+    """``dE/dW = dY^T X`` (eq. 9); at batch 1 it is computed as the outer product, each entry
+    one product, so it equals the matrix product exactly."""
+    layer = xpcnn.Dense(6, 4, seed=0, dtype="float64").to(be.place)
+    x, dy = rng.normal(size=(n, 6)), rng.normal(size=(n, 4))
+    layer.forward(be.asarray(x))
+    layer.backward(be.asarray(dy))
+    d_w = be.to_host(layer.grads["weights"])
+    if n == 1:
+        np.testing.assert_array_equal(d_w, dy.T * x)
+    np.testing.assert_allclose(d_w, dy.T @ x, rtol=1e-14)
+    _check(layer, be.asarray(x))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

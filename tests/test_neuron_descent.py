@@ -107,6 +107,23 @@ def test_gradient_descent_diverges_when_the_learning_rate_is_too_large(be):
     assert path.value > 1e4 * path.values[0]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_descend_is_eq1_exactly_in_a_fresh_array(be, rng, dtype):
+    """``descend`` computes ``a - gamma g`` bit for bit (as ``-gamma g``, then ``+= a``), in a new
+    array: ``a`` and ``g`` keep their values; numbers and mixed shapes take the plain form."""
+    a_host, g_host = rng.normal(size=(2, 7, 5))
+    a, g = be.asarray(a_host, dtype), be.asarray(g_host, dtype)
+    new = xpcnn.descend(a, g, 0.37)
+    expected = a_host.astype(dtype) - np.asarray(0.37, dtype=dtype) * g_host.astype(dtype)
+    np.testing.assert_array_equal(be.to_host(new), expected)
+    np.testing.assert_array_equal(be.to_host(a), a_host.astype(dtype))
+    np.testing.assert_array_equal(be.to_host(g), g_host.astype(dtype))
+    assert new is not a and new is not g and placement_of(new) == be.place
+    assert xpcnn.descend(1.5, 2.0, 0.25) == 1.0
+    row = xpcnn.descend(a, be.asarray(g_host[0], dtype), 0.5)  # g broadcast along a's rows
+    np.testing.assert_allclose(be.to_host(row), a_host - 0.5 * g_host[0], rtol=1e-6)
+
+
 def test_gradient_descent_on_numbers():
     path = xpcnn.gradient_descent(lambda x: (x - 3) ** 2, lambda x: 2 * (x - 3), 0.0, 0.1, 50)
     assert path.points[0] == 0.0 and abs(path.x - 3) < 1e-4 and path.is_decreasing()

@@ -281,6 +281,7 @@ class Convolutional(Layer):
             input_gradient,
             self.dilation,
             self.groups,
+            reuse_unfold=True,  # x is the input this layer's forward saw (and unfolded)
         )  # input_gradient False (the first layer in fit): dx is None
         self.grads = {"kernels": dk}  # eq. 18
         if self.bias_mode == "channel":

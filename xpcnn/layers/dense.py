@@ -91,8 +91,13 @@ class Dense(Layer):
         return xp.matmul(x, xp.matrix_transpose(self.weights)) + self.bias  # eq. 7
 
     def _backward(self, xp, output_gradient, input_gradient):
+        g_t = xp.matrix_transpose(output_gradient)
+        if output_gradient.shape[0] == 1:  # one sample: eq. 9 is an outer product, and NumPy's
+            d_w = g_t * self._input  # matmul over an inner size of 1 is ~10x slower than this
+        else:
+            d_w = xp.matmul(g_t, self._input)
         self.grads = {
-            "weights": xp.matmul(xp.matrix_transpose(output_gradient), self._input),  # eq. 9
+            "weights": d_w,  # eq. 9
             "bias": xp.sum(output_gradient, axis=0),  # eq. 10
         }
         return xp.matmul(output_gradient, self.weights) if input_gradient else None  # eq. 11

@@ -81,6 +81,8 @@ class _Buffers(threading.local):
     def __init__(self):
         self.entries: OrderedDict = OrderedDict()
         self.nbytes = 0
+        # what the "cols" buffer last received: (buffer, source array, a, b, geometry tag)
+        self.unfolded: tuple | None = None
 
 
 _local = _Buffers()
@@ -90,6 +92,7 @@ def clear_buffers() -> None:
     """Drop this thread's cached work buffers."""
     _local.entries.clear()
     _local.nbytes = 0
+    _local.unfolded = None
 
 
 def buffer_bytes() -> int:
@@ -175,16 +178,29 @@ class _Geometry:
         self.chunks = [(a, min(a + size, self.n)) for a in range(0, self.n, size)] or [(0, 0)]
         self.dx_method = _dx_method(self)
 
-    def unfold(self, xp, xcm, a, b, dtype, dev, dev_key):
-        """Fill and return the cached ``cols`` of samples ``a:b``, ``(c_I h_K w_K, m L)``."""
+    def unfold(self, xp, x, xcm, a, b, dtype, dev, dev_key, reuse=False):
+        """Fill and return the cached ``cols`` of samples ``a:b`` of ``x`` (``xcm``: ``x``
+        channel-major), ``(c_I h_K w_K, m L)``.  With ``reuse`` (the backward), when the
+        buffer still holds exactly that unfold (the same array ``x``, samples and geometry:
+        no other layer of this shape ran in between, one chunk), it is returned as it is: the
+        backward reuses its forward's unfold, and so sees ``x`` as the forward saw it (as
+        saved tensors do).  The check is by identity of the buffer and of ``x``, both held
+        here, so no other array can pass for it; the forward always refills (a caller may
+        have changed ``x`` in place between two forwards, as a numerical gradient does)."""
         m, c, length = b - a, self.c, self.length
+        cols = _workspace(xp, "cols", (c, self.taps, m, length), dtype, dev, dev_key)
+        flat_cols = xp.reshape(cols, (c * self.taps, m * length))
+        last = _local.unfolded
+        if reuse and last is not None and last[0] is cols and last[1] is x and last[2:] == (a, b, self.tag):
+            return flat_cols
+        _local.unfolded = None  # stale while the buffer is being written
         xbuf = _workspace(xp, ("x", self.tag), (c, m, self.rows, self.wp), dtype, dev, dev_key)
         xbuf[:, :, self.ph : self.ph + self.h, self.pw : self.pw + self.w] = xcm[:, a:b, ...]
         flat = xp.reshape(xbuf, (c, m, self.rows * self.wp))
-        cols = _workspace(xp, "cols", (c, self.taps, m, length), dtype, dev, dev_key)
         for t, s in enumerate(self.shifts):
             cols[:, t, ...] = flat[:, :, s : s + length]
-        return xp.reshape(cols, (c * self.taps, m * length))
+        _local.unfolded = (cols, x, a, b, self.tag)
+        return flat_cols
 
     def product(self, xp, a, b, m):
         """``a @ b`` for ``b`` of shape ``(r, m L)`` (the batch axis of length ``m`` inside its
@@ -216,12 +232,12 @@ def forward(xp, x, k, stride, padding):
     xcm = xp.permute_dims(x, (1, 0, 2, 3))
     k2 = xp.reshape(k, (g.o, g.c * g.taps))
     if len(g.chunks) == 1 and g.wp == g.ow and g.sh == 1 and not g.batched:  # nothing to slice off: no copy
-        y = xp.matmul(k2, g.unfold(xp, xcm, 0, g.n, dtype, dev, dev_key))  # fresh (c_O, n L)
+        y = xp.matmul(k2, g.unfold(xp, x, xcm, 0, g.n, dtype, dev, dev_key))  # fresh (c_O, n L)
         return xp.permute_dims(xp.reshape(y, (g.o, g.n, g.oh, g.ow)), (1, 0, 2, 3))
     rows, cols_ = slice(None, None, g.sh), slice(None, g.ow1, g.sw)
     y = xp.empty((g.n, g.o, g.oh, g.ow), dtype=dtype, device=dev)
     for a, b in g.chunks:
-        yc = g.product(xp, k2, g.unfold(xp, xcm, a, b, dtype, dev, dev_key), b - a)  # (c_O, m, L)
+        yc = g.product(xp, k2, g.unfold(xp, x, xcm, a, b, dtype, dev, dev_key), b - a)  # (c_O, m, L)
         yc = xp.permute_dims(xp.reshape(yc, (g.o, b - a, g.oh1, g.wp)), (1, 0, 2, 3))
         y[a:b, ...] = yc[:, :, rows, cols_]
     return y
@@ -234,8 +250,10 @@ def _dx_method(g) -> str:
     return "correlate" if g.o * g.rows_full <= FOLD_RATIO * g.c * g.oh1 else "fold"
 
 
-def backward(xp, x, k, dy, stride, padding, input_gradient):
-    """``(dX, dK)``: eq. 20 (``None`` unless ``input_gradient``) and eq. 18."""
+def backward(xp, x, k, dy, stride, padding, input_gradient, reuse_unfold=False):
+    """``(dX, dK)``: eq. 20 (``None`` unless ``input_gradient``) and eq. 18.  With
+    ``reuse_unfold`` (a layer's backward, whose ``x`` is the input its forward saw), the
+    forward's unfold of ``x`` is reused when the work buffer still holds it."""
     g = geometry(xp, x, k, stride, padding)
     dev, dtype = backend.device(x), x.dtype
     dev_key = backend.device_key(dev)
@@ -265,7 +283,7 @@ def backward(xp, x, k, dy, stride, padding, input_gradient):
         grid = _workspace(xp, ("grid", g.tag), (g.o, m, g.oh1, g.wp), dtype, dev, dev_key)
         grid[:, :, rows_dy, cols_dy] = dycm[:, a:b, ...]
         grid2 = xp.reshape(grid, (g.o, m * length))
-        cols = g.unfold(xp, xcm, a, b, dtype, dev, dev_key)
+        cols = g.unfold(xp, x, xcm, a, b, dtype, dev, dev_key, reuse=reuse_unfold)
         part = g.product_t(xp, grid2, cols, m)  # eq. 18, (c_O, c_I h_K w_K)
         dk = part if dk is None else dk + part
         if method == "correlate":

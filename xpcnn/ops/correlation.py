@@ -113,8 +113,9 @@ def trusted_forward(xp, x, k, stride: tuple[int, int], padding: tuple[int, int],
 
 
 def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, int], input_gradient: bool,
-                     dilation=(1, 1), groups=1):  # fmt: skip
-    """:func:`conv2d_backward` on inputs already validated."""
+                     dilation=(1, 1), groups=1, reuse_unfold=False):  # fmt: skip
+    """:func:`conv2d_backward` on inputs already validated.  ``reuse_unfold``: ``x`` is the
+    input of the forward just before (a layer's saved input), whose unfold may be reused."""
     cuda = _cuda(xp, x, k, stride, padding) if dilation == (1, 1) and groups == 1 else None
     if cuda is not None:
         return cuda.conv2d_backward(x, k, dy, stride, padding, input_gradient)
@@ -122,7 +123,7 @@ def trusted_backward(xp, x, k, dy, stride: tuple[int, int], padding: tuple[int, 
         return _strided.backward(
             xp, x, k, dy, stride, padding, input_gradient, backend.device(x), dilation, groups
         )
-    return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient)
+    return _flat_shift.backward(xp, x, k, dy, stride, padding, input_gradient, reuse_unfold)
 
 
 def conv2d_forward(x, k, *, stride=1, padding=0, dilation=1, groups=1) -> Array:
