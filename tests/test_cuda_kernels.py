@@ -75,25 +75,58 @@ def _check(rt, shape, dtype, stride=None):
     return y, dx, dk
 
 
+#: FWD_SMALL_RATIO forcing one forward tile: the plan's own choice, always the large tile,
+#: always the small one (so that both tiles run every shape).
+TILE_MODES = {"auto": None, "large": -1.0, "small": float("inf")}
+
+
+@pytest.fixture(params=list(TILE_MODES))
+def tile_mode(request, monkeypatch):
+    if TILE_MODES[request.param] is not None:
+        monkeypatch.setattr(cuda, "FWD_SMALL_RATIO", TILE_MODES[request.param])
+    return request.param
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_kernels_match_reference(rt, shape, dtype):
+def test_kernels_match_reference(rt, shape, dtype, tile_mode):
     _check(rt, shape, dtype)
     kh, kw = shape[5], shape[6]
     size = kh if kh == kw and kh in (3, 5) else 0
     ctype = cuda.CTYPES[dtype]
     names = {launch[0] for launch in rt.launches}
-    assert cuda.forward_name(ctype, size) in names
+    tiles = {"auto": (0, 1), "large": (0,), "small": (1,)}[tile_mode]
+    forwards = {name for name in names if "forward" in name}
+    assert forwards and forwards <= {cuda.forward_name(ctype, size, t) for t in tiles}
     assert cuda.kernel_grad_name(ctype, size) in names
+
+
+@pytest.mark.parametrize(
+    ("out_hw", "tile", "waste"),
+    [((10, 10), 1, 2.56), ((24, 24), 1, 768 / 576), ((28, 28), 0, 1024 / 784), ((56, 56), 0, 4096 / 3136)],
+)
+def test_small_outputs_take_the_small_tile(out_hw, tile, waste):
+    """The plan picks the tile that computes the fewest positions outside the output: the
+    small tile on LeNet-5's 10 x 10 (2.56x the useful multiply-adds, against 5.12x with the
+    large tile) and on 24 x 24; the large tile on 28 x 28 (a tie) and 56 x 56."""
+    oh, ow = out_hw
+    plan = cuda.forward_plan((2, 6, oh + 4, ow + 4), (16, 6, 5, 5), 4, (1, 1), (0, 0))
+    assert plan["tile"] == tile
+    bx, by, ry = cuda.FWD_TILES[tile]
+    assert plan["block"] == (bx, by, 1)
+    tiles_x, tiles_y = plan["scalars"][13:15]
+    assert tiles_x * bx * tiles_y * by * ry / (oh * ow) == pytest.approx(waste)
 
 
 @pytest.mark.parametrize(
     "shape", [SHAPES[1], SHAPES[3], pytest.param(SHAPES[8], marks=pytest.mark.slow)], ids=str
 )
-def test_thread_order_does_not_matter(lib, shape, monkeypatch):
+@pytest.mark.parametrize("small_ratio", [-1.0, float("inf")], ids=["large tile", "small tile"])
+def test_thread_order_does_not_matter(lib, shape, small_ratio, monkeypatch):
     """Running each phase's threads in the opposite order gives bit-identical results: no
     thread reads shared memory that another writes within the same phase."""
     monkeypatch.setattr(cuda, "GRAD_TARGET_BLOCKS", 96)
+    monkeypatch.setattr(cuda, "FWD_SMALL_RATIO", small_ratio)
     forward = _check(cuda_host.HostRuntime(lib), shape, "float64")
     backward = _check(cuda_host.HostRuntime(lib, reverse=True), shape, "float64")
     for a, b in zip(forward, backward, strict=True):
@@ -135,8 +168,20 @@ def test_too_large_shared_tile_is_not_supported():
     assert not cuda.supports(x, k, (8, 8), (1, 1))
     assert cuda.supports(x, k, (1, 1), (1, 1))
     assert cuda.supports(x.astype("float32"), k.astype("float32"), (4, 4), (1, 1))
-    assert not cuda.supports(x.astype("float32"), k.astype("float32"), (6, 6), (1, 1))
+    # stride 6: the large tile's 93 x 189 input tile does not fit; the small tile's 45 x 93 does
+    assert cuda.supports(x.astype("float32"), k.astype("float32"), (6, 6), (1, 1))
+    assert cuda.forward_plan(x.shape, k.shape, 4, (6, 6), (1, 1))["tile"] == 1
+    assert not cuda.supports(x.astype("float32"), k.astype("float32"), (12, 12), (1, 1))
     assert not cuda.supports(x.astype("int64"), k.astype("int64"), (1, 1), (1, 1))
+
+
+def test_small_tile_when_the_large_one_does_not_fit(rt):
+    """float64, stride 4: the large tile (63 x 127 inputs, 64 KB) would fit the 56 x 56 output
+    better, but only the small one (31 x 63) fits the shared budget: the plan takes it."""
+    shape = (1, 1, 2, 223, 223, 3, 3, (4, 4), (0, 0))
+    assert cuda._tile_for(56, 56, cuda.FWD_TILES, cuda.FWD_SMALL_RATIO) == 0
+    assert cuda.forward_plan((1, 1, 223, 223), (2, 1, 3, 3), 8, (4, 4), (0, 0))["tile"] == 1
+    _check(rt, shape, "float64")
 
 
 def test_shared_memory_within_budget_and_channels_chunked():
@@ -162,7 +207,7 @@ def test_shim_rejects_wrong_argument_types(rt):
     is a Python int (CuPy would pass it as a 64-bit integer)."""
     plan = cuda.forward_plan((1, 1, 5, 5), (1, 1, 3, 3), 4, (1, 1), (0, 0))
     x, k, y = np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), np.empty((1, 1, 3, 3))
-    name = cuda.forward_name("float", 3)
+    name = cuda.forward_name("float", 3, plan["tile"])
     with pytest.raises(cuda_host.ShimError, match="do not match the kernel's FFFiiii"):
         rt.launch(name, plan["grid"], plan["block"], plan["shared"], (x, k, y, *plan["scalars"]))
     with pytest.raises(cuda_host.ShimError, match="no explicit C type"):
@@ -174,7 +219,7 @@ def test_shim_refuses_launches_the_gpu_would_refuse(rt):
     k = np.ones((1, 1, 3, 3), dtype="float32")
     y = np.empty((1, 1, 3, 3), dtype="float32")
     plan = cuda.forward_plan(x.shape, k.shape, 4, (1, 1), (0, 0))
-    name = cuda.forward_name("float", 3)
+    name = cuda.forward_name("float", 3, plan["tile"])
     args = (x, k, y, *plan["scalars"])
     with pytest.raises(cuda_host.ShimError, match="above 48 KiB"):
         rt.launch(name, plan["grid"], plan["block"], 48 * 1024 + 4, args)
@@ -186,7 +231,7 @@ def test_shim_refuses_launches_the_gpu_would_refuse(rt):
 
 def test_instances_match_the_runtime_names(rt):
     assert rt.names() == list(cuda.NAME_EXPRESSIONS)
-    assert len(set(cuda.NAME_EXPRESSIONS)) == 14
+    assert len(set(cuda.NAME_EXPRESSIONS)) == 20  # 2 dtypes x (3 sizes x 2 tiles + 3 sizes + 1 sum)
 
 
 def test_source_is_package_data():

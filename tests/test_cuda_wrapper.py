@@ -126,7 +126,8 @@ def test_wrapper_makes_inputs_contiguous(fake, rng):
     y = cuda.conv2d_forward(xt, _wrap(k), stride=(1, 1), padding=(2, 2))
     ref = reference.conv2d_forward(np.transpose(x, (0, 3, 1, 2)), k, (1, 1), (2, 2))
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
-    assert fake.host.launches[-1][0] == "xpcnn_conv2d_forward<float, 5, 5>"
+    # a 7 x 8 output: the small tile
+    assert fake.host.launches[-1][0] == "xpcnn_conv2d_forward<float, 5, 5, 1>"
 
 
 def test_wrapper_one_module_per_device(fake, rng):

@@ -180,7 +180,7 @@ def _forward_args(rng, dtype="float64"):
 @needs_gxx
 def test_kernel_launch_runs_the_real_kernel(module, rng):
     x, k, y, plan = _forward_args(rng)
-    fn = module.get_function(cuda.forward_name("double", 3))
+    fn = module.get_function(cuda.forward_name("double", 3, plan["tile"]))
     before = len(ce.launches)
     fn(plan["grid"], plan["block"], (x, k, y, *plan["scalars"]), shared_mem=plan["shared"])
     assert len(ce.launches) == before + 1 and ce.launches[-1][-1] == 0
@@ -199,7 +199,7 @@ def test_kernel_names_must_be_exact_name_expressions(module):
 @needs_gxx
 def test_every_launch_checks_its_arguments(module, rng):
     x, k, y, plan = _forward_args(rng)
-    fn = module.get_function(cuda.forward_name("double", 3))
+    fn = module.get_function(cuda.forward_name("double", 3, plan["tile"]))
     g, b, s, scalars = plan["grid"], plan["block"], plan["shared"], plan["scalars"]
     x32 = x.astype("float32")
     as_int64 = tuple(np.int64(v) for v in scalars)

@@ -4,7 +4,8 @@
 path (:mod:`xpcnn.ops._flat_shift`) computes, with the kernels of ``kernels/conv2d.cu``:
 
 * forward: a tiled cross-correlation (shared-memory input tile with halo, ``RY x OCB`` outputs
-  per thread), stride and zero padding handled in the kernel;
+  per thread), stride and zero padding handled in the kernel; two output tiles, 16 x 32 and
+  8 x 16 for small outputs, picked per shape by :func:`forward_plan`;
 * ``dX`` (eq. 20 as a full *convolution*): the same forward kernel applied to ``dY`` with the
   kernels flipped in both spatial axes and transposed to ``(c_I, c_O, h_K, w_K)``, padding
   ``(h_K - 1 - p_h, w_K - 1 - p_w)`` (negative means a crop) and stride 1; for a stride above
@@ -46,6 +47,15 @@ __all__ = ["NAME_EXPRESSIONS", "OPTIONS", "conv2d_backward", "conv2d_forward", "
 # Tile constants, passed to the compiler as -D options (the .cu has no defaults).
 FWD_BX, FWD_BY, FWD_RY, FWD_OCB = 32, 4, 4, 8
 FWD_TILE_H, FWD_TILE_W = FWD_BY * FWD_RY, FWD_BX
+#: The forward's small tile (template TILE = 1): 8 x 16 outputs, 64 threads of 2 rows each.
+FWD_SMALL_BX, FWD_SMALL_BY, FWD_SMALL_RY = 16, 4, 2
+#: ``(block x, block y, rows per thread)`` of each forward tile, by its template index.
+FWD_TILES = ((FWD_BX, FWD_BY, FWD_RY), (FWD_SMALL_BX, FWD_SMALL_BY, FWD_SMALL_RY))
+#: The small tile is used when the positions it computes (its tiles over the output, padding
+#: included) are at most this fraction of the large tile's: e.g. 10 x 10 outputs (LeNet-5's
+#: second layer) 256 against 512, 24 x 24 768 against 1024; 56 x 56 (3584 against 4096)
+#: keeps the large tile, whose four rows per thread reuse each weight load four times.
+FWD_SMALL_RATIO = 0.75
 GRAD_THREADS, GRAD_MAXT = 256, 16
 SUM_THREADS = 256
 SHARED_BUDGET = 48 * 1024  # bytes of dynamic shared memory a launch may use without opting in
@@ -61,6 +71,9 @@ OPTIONS = (
     f"-DXPCNN_FWD_BX={FWD_BX}",
     f"-DXPCNN_FWD_BY={FWD_BY}",
     f"-DXPCNN_FWD_RY={FWD_RY}",
+    f"-DXPCNN_FWD_SMALL_BX={FWD_SMALL_BX}",
+    f"-DXPCNN_FWD_SMALL_BY={FWD_SMALL_BY}",
+    f"-DXPCNN_FWD_SMALL_RY={FWD_SMALL_RY}",
     f"-DXPCNN_FWD_OCB={FWD_OCB}",
     f"-DXPCNN_GRAD_THREADS={GRAD_THREADS}",
     f"-DXPCNN_GRAD_MAXT={GRAD_MAXT}",
@@ -74,8 +87,9 @@ def _size_arg(kh: int, kw: int) -> int:
     return kh if kh == kw and kh in SPECIALISED else 0
 
 
-def forward_name(ctype: str, size: int) -> str:
-    return f"xpcnn_conv2d_forward<{ctype}, {size}, {size}>"
+def forward_name(ctype: str, size: int, tile: int = 0) -> str:
+    """The forward instance: ``size`` 3, 5 or 0 (general), ``tile`` 0 (large) or 1 (small)."""
+    return f"xpcnn_conv2d_forward<{ctype}, {size}, {size}, {tile}>"
 
 
 def kernel_grad_name(ctype: str, size: int) -> str:
@@ -87,7 +101,7 @@ def sum_name(ctype: str) -> str:
 
 
 NAME_EXPRESSIONS = tuple(
-    [forward_name(t, s) for t in CTYPES.values() for s in (*SPECIALISED, 0)]
+    [forward_name(t, s, tile) for t in CTYPES.values() for s in (*SPECIALISED, 0) for tile in (0, 1)]
     + [kernel_grad_name(t, s) for t in CTYPES.values() for s in (*SPECIALISED, 0)]
     + [sum_name(t) for t in CTYPES.values()]
 )
@@ -121,30 +135,49 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def forward_plan(x_shape, k_shape, itemsize: int, stride, padding):
-    """The launch configuration of the forward kernel, or None when its shared tile cannot fit
-    in :data:`SHARED_BUDGET` even one channel at a time (very large kernels or strides).
+    """The launch configuration of the forward kernel, or None when no tile's shared input
+    tile fits in :data:`SHARED_BUDGET` even one channel at a time (very large kernels or
+    strides).  The tile is the one that computes the fewest positions outside the output
+    (:data:`FWD_SMALL_RATIO`), or the small one when the large one does not fit.
     Cached per shape (the tile constants are part of the key, so tests may change them)."""
-    limits = (SHARED_BUDGET, GRID_YZ_MAX, FWD_MAX_CHUNK)
+    limits = (SHARED_BUDGET, GRID_YZ_MAX, FWD_MAX_CHUNK, FWD_TILES, FWD_SMALL_RATIO)
     return _forward_plan(tuple(x_shape), tuple(k_shape), itemsize, tuple(stride), tuple(padding), limits)
+
+
+def _tile_for(oh: int, ow: int, tiles, small_ratio: float) -> int:
+    """0 (the large tile) or 1 (the small one, when it computes at most ``small_ratio`` of the
+    positions the large one would; see :data:`FWD_SMALL_RATIO`)."""
+
+    def positions(tile):
+        bx, by, ry = tiles[tile]
+        return _ceil_div(oh, by * ry) * by * ry * _ceil_div(ow, bx) * bx
+
+    return 1 if positions(1) <= small_ratio * positions(0) else 0
 
 
 @functools.lru_cache(maxsize=256)
 def _forward_plan(x_shape, k_shape, itemsize, stride, padding, limits):
-    shared_budget, grid_yz_max, max_chunk = limits
+    shared_budget, grid_yz_max, max_chunk, tiles, small_ratio = limits
     n, c, h, w = x_shape
     o, _, kh, kw = k_shape
     sh, sw = stride
     ph, pw = padding
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    in_h = (FWD_TILE_H - 1) * sh + kh
-    in_w = (FWD_TILE_W - 1) * sw + kw
-    per_channel = (in_h * in_w + kh * kw * FWD_OCB) * itemsize
-    cb = min(c, max_chunk, shared_budget // per_channel)
-    while cb > 0 and _forward_shared(cb, in_h, in_w, kh, kw, itemsize) > shared_budget:
-        cb -= 1  # the 16-byte alignment of the weights may add a few bytes
-    if cb < 1:
+    # the tile with the fewest wasted positions; failing the shared budget, the small one
+    for tile in dict.fromkeys((_tile_for(oh, ow, tiles, small_ratio), 1)):
+        bx, by, ry = tiles[tile]
+        tile_h, tile_w = by * ry, bx
+        in_h = (tile_h - 1) * sh + kh
+        in_w = (tile_w - 1) * sw + kw
+        per_channel = (in_h * in_w + kh * kw * FWD_OCB) * itemsize
+        cb = min(c, max_chunk, shared_budget // per_channel)
+        while cb > 0 and _forward_shared(cb, in_h, in_w, kh, kw, itemsize) > shared_budget:
+            cb -= 1  # the 16-byte alignment of the weights may add a few bytes
+        if cb >= 1:
+            break
+    else:
         return None
-    tiles_y, tiles_x = _ceil_div(oh, FWD_TILE_H), _ceil_div(ow, FWD_TILE_W)
+    tiles_y, tiles_x = _ceil_div(oh, tile_h), _ceil_div(ow, tile_w)
     grid_x = n * tiles_y * tiles_x
     if grid_x > GRID_X_MAX:
         raise ValueError(f"xpcnn CUDA forward: {grid_x} blocks exceed the grid limit; split the batch.")
@@ -155,8 +188,9 @@ def _forward_plan(x_shape, k_shape, itemsize, stride, padding, limits):
     )  # fmt: skip
     return {
         "size": _size_arg(kh, kw),
+        "tile": tile,
         "grid": (grid_x, grid_y, 1),
-        "block": (FWD_BX, FWD_BY, 1),
+        "block": (bx, by, 1),
         "shared": _forward_shared(cb, in_h, in_w, kh, kw, itemsize),
         "out_shape": (n, o, oh, ow),
         "scalars": tuple(_i32(v, k) for k, v in scalars.items()),
@@ -171,14 +205,20 @@ def _forward_shared(cb: int, in_h: int, in_w: int, kh: int, kw: int, itemsize: i
 
 
 def supports(x, k, stride, padding) -> bool:
-    """True when the RawKernels compute this convolution: a float32 / float64 dtype and a
-    forward launch plan that fits (the ``dX`` launch, stride 1 on ``dY``, then fits too: its
-    input tile is never larger)."""
+    """True when the RawKernels compute this convolution: a float32 / float64 dtype, and launch
+    plans that fit for the forward and for the ``dX`` launch (the forward kernel on ``dY``
+    spread on the stride-1 grid; the two may use different tiles)."""
     dtype = str(x.dtype)
     if dtype not in CTYPES:
         return False
     itemsize = 4 if dtype == "float32" else 8
-    return forward_plan(x.shape, k.shape, itemsize, stride, padding) is not None
+    if forward_plan(x.shape, k.shape, itemsize, stride, padding) is None:
+        return False
+    n, c, h, w = x.shape
+    o, _, kh, kw = k.shape
+    ph, pw = padding
+    grid = (n, o, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1)  # dY on the stride-1 grid
+    return forward_plan(grid, (c, o, kh, kw), itemsize, (1, 1), (kh - 1 - ph, kw - 1 - pw)) is not None
 
 
 def kernel_grad_plan(x_shape, k_shape, dy_shape, itemsize: int, stride, padding):
@@ -231,7 +271,7 @@ def _forward(rt, x, k, stride, padding):
         raise ValueError(f"xpcnn CUDA forward: no launch plan fits x {x.shape}, kernel {k.shape}.")
     y = xp.empty(plan["out_shape"], dtype=x.dtype)
     rt.launch(
-        forward_name(ctype, plan["size"]),
+        forward_name(ctype, plan["size"], plan["tile"]),
         plan["grid"],
         plan["block"],
         plan["shared"],

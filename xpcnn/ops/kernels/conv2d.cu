@@ -1,7 +1,7 @@
 // xpcnn: NCHW cross-correlation kernels (notes eq. 17, 18, 20; docs/equations.md; the GPU section of README.md).
 //
 // Compiled at run time by CuPy (cupy.RawModule with name_expressions, see xpcnn/ops/cuda.py),
-// checked without a GPU by NVRTC or nvcc for sm_90 (xpcnn/ops/_cuda_compile.py), and compiled
+// checked without a GPU by NVRTC or nvcc for sm_90 (xpcnn/tools/cuda_compile.py), and compiled
 // for the host by tests/cuda_host_shim.cpp, which emulates the grid to check the index
 // arithmetic on the CPU.  The tile constants below come from cuda.py as -D options, so the
 // launch plans and the kernels cannot disagree.
@@ -18,9 +18,23 @@
 // forward kernel loops over output-channel blocks when grid.y is capped).
 
 #if !defined(XPCNN_FWD_BX) || !defined(XPCNN_FWD_BY) || !defined(XPCNN_FWD_RY) || \
+    !defined(XPCNN_FWD_SMALL_BX) || !defined(XPCNN_FWD_SMALL_BY) || !defined(XPCNN_FWD_SMALL_RY) || \
     !defined(XPCNN_FWD_OCB) || !defined(XPCNN_GRAD_THREADS) || !defined(XPCNN_GRAD_MAXT)
 #error "compile with the -D options of xpcnn.ops.cuda.OPTIONS"
 #endif
+
+// The forward kernel's two output tiles (template parameter TILE): 0, the large tile
+// (BY * RY rows by BX columns, 16 x 32 with the defaults), and 1, the small tile for small
+// outputs (8 x 16), where the large one would compute mostly positions outside the image
+// (5.1x the useful multiply-adds on a 10 x 10 output, 2.6x with the small tile).  The launch
+// plan (cuda.py) picks the tile per shape.
+template <int TILE> struct xpcnn_tile;
+template <> struct xpcnn_tile<0> {
+    static constexpr int BX = XPCNN_FWD_BX, BY = XPCNN_FWD_BY, RY = XPCNN_FWD_RY;
+};
+template <> struct xpcnn_tile<1> {
+    static constexpr int BX = XPCNN_FWD_SMALL_BX, BY = XPCNN_FWD_SMALL_BY, RY = XPCNN_FWD_SMALL_RY;
+};
 
 // Dynamic shared memory, sized by the launch (cuda.py keeps it within 48 KiB).
 extern __shared__ __align__(16) unsigned char xpcnn_smem[];
@@ -57,7 +71,7 @@ __device__ __forceinline__ void xpcnn_load_weights(const double* p, double (&w)[
 // ---------------------------------------------------------------------------------------
 // Forward: y[n, o, oy, ox] = sum_c sum_i sum_j xpad[n, c, oy*sh + i, ox*sw + j] k[o, c, i, j]
 //
-// Block: XPCNN_FWD_BX x XPCNN_FWD_BY threads.  A block computes an output tile of
+// Block: BX x BY threads (xpcnn_tile<TILE>).  A block computes an output tile of
 // TILE_H = BY * RY rows by TILE_W = BX columns for OCB output channels of one sample; each
 // thread holds RY x OCB outputs in registers (rows ty, ty + BY, ..., column tx).
 // The input channels are walked in chunks of cb: the chunk's input tile (with its
@@ -67,19 +81,21 @@ __device__ __forceinline__ void xpcnn_load_weights(const double* p, double (&w)[
 // Shared memory: cb * in_h * in_w elements of T rounded up to 16 bytes, then
 // cb * kh * kw * OCB elements of T (16-byte aligned, read as vectors).
 // ---------------------------------------------------------------------------------------
-// __launch_bounds__(128, 3): at most 168 registers a thread, so that three blocks fit an SM.
-// Left to its own heuristic ptxas picked 80 registers for some instances and spilled
-// (checked by xpcnn/ops/_cuda_compile.py for every instance, with NVRTC and nvcc).
-template <typename T, int KH, int KW>
-__global__ void __launch_bounds__(XPCNN_FWD_BX * XPCNN_FWD_BY, 3)
+// __launch_bounds__(128, 3) for the large tile: at most 168 registers a thread, so that three
+// blocks fit an SM (384 threads; the small tile's 64-thread blocks: 6).  Left to its own
+// heuristic ptxas picked 80 registers for some instances and spilled (checked by
+// xpcnn/tools/cuda_compile.py for every instance, with NVRTC and nvcc).
+template <typename T, int KH, int KW, int TILE>
+__global__ void __launch_bounds__(xpcnn_tile<TILE>::BX * xpcnn_tile<TILE>::BY,
+                                  384 / (xpcnn_tile<TILE>::BX * xpcnn_tile<TILE>::BY))
 xpcnn_conv2d_forward(const T* __restrict__ x, const T* __restrict__ k, T* __restrict__ y,
                      int N, int C, int H, int W, int O, int OH, int OW,
                      int kh_arg, int kw_arg, int sh, int sw, int ph, int pw,
                      int tiles_x, int tiles_y, int cb, int in_h, int in_w)
 {
-    constexpr int BX = XPCNN_FWD_BX;
-    constexpr int BY = XPCNN_FWD_BY;
-    constexpr int RY = XPCNN_FWD_RY;
+    constexpr int BX = xpcnn_tile<TILE>::BX;
+    constexpr int BY = xpcnn_tile<TILE>::BY;
+    constexpr int RY = xpcnn_tile<TILE>::RY;
     constexpr int OCB = XPCNN_FWD_OCB;
     constexpr int TILE_H = BY * RY;
     constexpr int TILE_W = BX;
