@@ -727,9 +727,9 @@ def conv2d_calls(monkeypatch):
 
     calls, real = [], correlation.trusted_backward
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         calls.append(args[6])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(correlation, "trusted_backward", spy)
     return calls
