@@ -46,8 +46,8 @@ __all__ = ["NAME_EXPRESSIONS", "OPTIONS", "conv2d_backward", "conv2d_forward", "
 
 # Tile constants, passed to the compiler as -D options (the .cu has no defaults).
 FWD_BX, FWD_BY, FWD_RY, FWD_OCB = 32, 4, 4, 8
-FWD_TILE_H, FWD_TILE_W = FWD_BY * FWD_RY, FWD_BX
-#: The forward's small tile (template TILE = 1): 8 x 16 outputs, 64 threads of 2 rows each.
+#: The forward's large tile (TILE = 0) is BY * RY = 16 rows by BX = 32 columns; its small tile
+#: (TILE = 1): 8 x 16 outputs, 64 threads of 2 rows each.
 FWD_SMALL_BX, FWD_SMALL_BY, FWD_SMALL_RY = 16, 4, 2
 #: ``(block x, block y, rows per thread)`` of each forward tile, by its template index.
 FWD_TILES = ((FWD_BX, FWD_BY, FWD_RY), (FWD_SMALL_BX, FWD_SMALL_BY, FWD_SMALL_RY))
