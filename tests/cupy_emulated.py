@@ -81,7 +81,8 @@ What it cannot reproduce, or does differently:
 * Streams and asynchrony: everything is synchronous; ``Stream`` objects exist only as
   context managers; events, graphs, ``cupyx.profiler`` do not exist.  The counted host reads
   are the places a GPU would synchronise, not a measurement.
-* Memory: no pool, no limits (no ``OutOfMemoryError``), no pinned memory, no
+* Memory: no pool (``cupy.cuda.set_allocator(None or a callable)`` is accepted and only
+  recorded in :data:`allocator`), no limits (no ``OutOfMemoryError``), no pinned memory, no
   ``__cuda_array_interface__`` / ``__dlpack__`` (``torch.from_dlpack`` of a stand-in array
   fails), no device properties.
 * Multiple devices: with :func:`set_device_count` several devices exist, but an array on
@@ -173,6 +174,19 @@ _counts: collections.Counter = collections.Counter()
 _launch_lock = threading.Lock()
 #: Every kernel launch: ``(name, grid, block, shared_mem, device id)``.
 launches: list[tuple] = []
+
+
+#: What ``cupy.cuda.set_allocator`` was last given (``"pool"``: never called).
+allocator = "pool"
+
+
+def set_allocator(allocator_=None) -> None:
+    """``cupy.cuda.set_allocator``: None (CuPy: a ``cudaMalloc`` per array, no pool) or a
+    callable; recorded only, since the stand-in has no memory pool."""
+    global allocator
+    if allocator_ is not None and not callable(allocator_):
+        raise TypeError(f"allocator must be callable or None, got {type(allocator_).__name__}")
+    allocator = allocator_
 
 
 def set_device_count(count: int) -> None:
@@ -1074,6 +1088,7 @@ def _build_module() -> types.ModuleType:
     cuda.Device, cuda.Stream, cuda.ExternalStream = Device, Stream, ExternalStream
     cuda.get_current_stream, cuda.get_device_id = get_current_stream, device.get_device_id
     cuda.is_available = cp.is_available
+    cuda.set_allocator = set_allocator
     cuda.device, cuda.runtime, cuda.driver, cuda.compiler = device, _runtime_module(), driver, compiler
     cp.cuda = cuda
     return cp

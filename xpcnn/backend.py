@@ -416,9 +416,13 @@ def nccl_communicator(comm, place: Placement):
     on ``place``'s GPU, bootstrapped by broadcasting rank 0's unique id over MPI; ``False``
     (with a message on stderr, once) where CuPy has no NCCL, so that the caller stages its
     buffers through the host instead."""
+    import warnings
+
     try:
-        from cupy.cuda import nccl
-    except ImportError:
+        with warnings.catch_warnings():  # CuPy 14 warns (not raises) when libnccl is missing
+            warnings.simplefilter("ignore")
+            from cupy.cuda import nccl
+    except Exception:  # ImportError, or a broken NCCL library
         nccl = None
     if nccl is None or not getattr(nccl, "available", True):
         if comm.rank == 0:
@@ -426,7 +430,8 @@ def nccl_communicator(comm, place: Placement):
 
             sys.stderr.write(
                 "xpcnn.distributed: CuPy has no NCCL here; the gradients are all-reduced through the host "
-                "with MPI (slower). Install NCCL (e.g. pip install nvidia-nccl-cu12) for GPU all-reduce.\n"
+                "with MPI (slower). Install NCCL for your CUDA (pip install nvidia-nccl-cu13, or nvidia-nccl-cu12) for "
+                "GPU all-reduce.\n"
             )
         return False
     uid = comm.broadcast(nccl.get_unique_id() if comm.rank == 0 else None)
@@ -439,10 +444,11 @@ def nccl_allreduce(communicator, flat):
     from cupy.cuda import nccl
 
     cupy = _cupy()
-    out = cupy.empty_like(flat)
-    kind = getattr(nccl, _NCCL_TYPES[dtype_name(flat.dtype)])
-    stream = cupy.cuda.get_current_stream().ptr
-    communicator.allReduce(flat.data.ptr, out.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream)
+    with cupy.cuda.Device(flat.device.id):  # CuPy allocates on the current device, not flat's
+        out = cupy.empty_like(flat)
+        kind = getattr(nccl, _NCCL_TYPES[dtype_name(flat.dtype)])
+        stream = cupy.cuda.get_current_stream().ptr
+        communicator.allReduce(flat.data.ptr, out.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream)
     return out
 
 
