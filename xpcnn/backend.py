@@ -430,8 +430,8 @@ def nccl_communicator(comm, place: Placement):
 
             sys.stderr.write(
                 "xpcnn.distributed: CuPy has no NCCL here; the gradients are all-reduced through the host "
-                "with MPI (slower). Install NCCL for your CUDA (pip install nvidia-nccl-cu13, or nvidia-nccl-cu12) for "
-                "GPU all-reduce.\n"
+                "with MPI (slower). For the GPU all-reduce, install NCCL for your CUDA: "
+                "pip install nvidia-nccl-cu13 (or nvidia-nccl-cu12).\n"
             )
         return False
     uid = comm.broadcast(nccl.get_unique_id() if comm.rank == 0 else None)
